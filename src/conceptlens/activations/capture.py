@@ -1,0 +1,228 @@
+"""Capture hidden states of many prompts at one token each: fast, exact, flat in memory.
+
+Layer convention for the residual stream is HF's `output_hidden_states`: layer 0 is the embedding
+output, layer l the output of block l, and the last layer is taken *after* the final norm (as HF
+does for Llama, GPT-2, NeoX, ...). Other components (`attn_out`, `mlp_out`, `head_out`,
+`resid_pre`) are indexed by block. Prompts are sorted by length to cut padding, left-padded with
+position ids from the attention mask, and the forward pass stops after the last layer needed.
+With `out=...` results stream to safetensors shards and a killed capture resumes from its last shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from conceptlens.errors import ConceptLensError
+from conceptlens.hooks import Trace
+from conceptlens.hooks.components import ModelLayout, check_component
+from conceptlens.storage import (StreamingSafetensorsWriter, load_tensors, save_tensors, verify_checksum,
+                                 write_json)
+
+
+def hidden_state_point(layer: int, n_layers: int) -> str:
+    """HF hidden-state index (0..n_layers) -> canonical point name."""
+    if not 0 <= layer <= n_layers:
+        raise ConceptLensError(f"layer {layer} does not exist: hidden-state layers are 0..{n_layers}.",
+                               f"choose layers between 0 and {n_layers} (or 'all').")
+    if layer == n_layers:
+        return "final_norm"
+    if layer == 0:
+        return "blocks.0.resid_pre"
+    return f"blocks.{layer - 1}.resid_post"
+
+
+def component_points(layout: ModelLayout, component: str, layers: Sequence[int] | None) -> tuple[list[int], list[str]]:
+    """Resolve requested layers of a component to (layer indices, canonical point names)."""
+    if component == "resid_post":
+        layers = list(range(layout.n_layers + 1)) if layers is None else list(layers)
+        return layers, [hidden_state_point(layer, layout.n_layers) for layer in layers]
+    check_component(component)
+    layers = list(range(layout.n_layers)) if layers is None else list(layers)
+    for layer in layers:
+        if not 0 <= layer < layout.n_layers:
+            raise ConceptLensError(f"layer {layer} does not exist for component {component}: blocks are 0..{layout.n_layers - 1}.",
+                                   f"choose layers between 0 and {layout.n_layers - 1}.")
+    return layers, [f"blocks.{layer}.{component}" for layer in layers]
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+    """Tokenize each prompt (with the tokenizer's special tokens) and check the context length."""
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    if max_length:
+        too_long = [i for i, row in enumerate(ids) if len(row) > max_length]
+        if too_long:
+            raise ConceptLensError(f"prompt {too_long[0]} has {len(ids[too_long[0]])} tokens, beyond the model's "
+                                   f"context of {max_length}.", "shorten the prompt or use fewer shots.")
+    return ids
+
+
+def left_pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad token ids -> (input_ids, attention_mask, position_ids), each `[batch, max_len]`."""
+    width = max(len(row) for row in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, row in enumerate(batch):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, position_ids
+
+
+def padded_positions(lengths: Sequence[int], positions: Sequence[int], width: int) -> torch.Tensor:
+    """Token positions given in unpadded coordinates (negative = from the end) -> left-padded indices."""
+    out = []
+    for length, pos in zip(lengths, positions):
+        if not -length <= pos < length:
+            raise ConceptLensError(f"token position {pos} is outside a prompt of {length} tokens.",
+                                   "choose positions by role (e.g. 'last') so they fit every prompt.")
+        out.append(width - length + (pos % length))
+    return torch.tensor(out, dtype=torch.long)
+
+
+def forward_batch(model, layout: ModelLayout, batch: Sequence[Sequence[int]], positions: Sequence[int],
+                  points: list[str], pad_id: int) -> dict[str, torch.Tensor]:
+    """One left-padded forward pass that stops after the last point; returns `{point: [batch, d]}`."""
+    ids, mask, position_ids = left_pad(batch, pad_id)
+    pos = padded_positions([len(r) for r in batch], positions, ids.shape[1])
+    device = next(model.parameters()).device
+    with Trace(layout, points, positions=pos, stop=True) as trace:
+        model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
+              use_cache=False)
+    missing = [p for p in points if p not in trace.captured]
+    if missing:
+        raise RuntimeError(f"hooks did not fire for {missing}")
+    return trace.captured
+
+
+def _fingerprint(encoded: Sequence[Sequence[int]], positions: Sequence[int], points: list[str], model_name: str) -> str:
+    digest = hashlib.sha256(json.dumps([model_name, points, list(positions)]).encode())
+    for row in encoded:
+        digest.update(json.dumps(list(row)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _check_finite(acts: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(acts).all():
+        raise ConceptLensError(f"the model produced NaN or Inf activations ({where}).",
+                               "load the model in float32 (--dtype float32) or check its weights.")
+
+
+@torch.inference_mode()
+def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[int]], *,
+                        positions: Sequence[int] | None = None, layers: Sequence[int] | None = None,
+                        component: str = "resid_post", batch_size: int = 32, pad_id: int = 0,
+                        out: str | Path | None = None, shard_size: int = 512, model_name: str = "",
+                        progress=None) -> tuple[list[int], torch.Tensor | Path]:
+    """Activations `[layers, prompts, d_model]` at one token per prompt (default: the last).
+
+    Returns (layer indices, tensor) in memory, or (layer indices, path) when `out` is given: then
+    shards go to `<out>.parts/` (each with a checksum) and a rerun resumes from the finished ones.
+    """
+    if not encoded:
+        raise ConceptLensError("no prompts to capture.", "give at least one prompt.")
+    positions = [-1] * len(encoded) if positions is None else list(positions)
+    if len(positions) != len(encoded):
+        raise ConceptLensError("one token position is needed per prompt.", "pass as many positions as prompts.")
+    layer_ids, points = component_points(layout, component, layers)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: peak memory early
+    shards = [order[i:i + shard_size] for i in range(0, len(order), shard_size)]
+    parts = Path(str(out) + ".parts") if out else None
+    if parts:
+        parts.mkdir(parents=True, exist_ok=True)
+        fingerprint = _fingerprint(encoded, positions, points, model_name)
+        manifest = parts / "manifest.json"
+        if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") != fingerprint:
+            shutil.rmtree(parts)  # a different job used this folder: start afresh
+            parts.mkdir(parents=True)
+        write_json(manifest, {"fingerprint": fingerprint, "points": points, "n_prompts": len(encoded)})
+    task = progress.add_task("capture", total=len(encoded), info="") if progress else None
+    in_memory: list[tuple[list[int], torch.Tensor]] = []
+    for shard_id, shard in enumerate(shards):
+        shard_path = parts / f"shard_{shard_id:05d}.safetensors" if parts else None
+        if shard_path and shard_path.exists():
+            try:
+                verify_checksum(shard_path)
+                if progress:
+                    progress.advance(task, len(shard))
+                continue
+            except ConceptLensError:
+                shard_path.unlink(missing_ok=True)  # torn or altered: recompute it
+        chunks = []
+        for start in range(0, len(shard), batch_size):
+            rows = shard[start:start + batch_size]
+            captured = forward_batch(model, layout, [encoded[i] for i in rows], [positions[i] for i in rows],
+                                     points, pad_id)
+            chunks.append(torch.stack([captured[p] for p in points]))  # [layers, batch, d]
+            if progress:
+                progress.advance(task, len(rows))
+        acts = torch.cat(chunks, dim=1)
+        _check_finite(acts, f"prompts of shard {shard_id}")
+        if shard_path:
+            save_tensors(shard_path, {"acts": acts, "index": torch.tensor(shard)}, checksum=True)
+        else:
+            in_memory.append((shard, acts))
+    if not parts:
+        total = torch.empty(len(layer_ids), len(encoded), in_memory[0][1].shape[-1])
+        for shard, acts in in_memory:
+            total[:, shard] = acts
+        return layer_ids, total
+    _assemble(parts, len(shards), len(encoded), layer_ids, Path(out), points)
+    shutil.rmtree(parts)
+    return layer_ids, Path(out)
+
+
+def _assemble(parts: Path, n_shards: int, n_prompts: int, layer_ids: list[int], out: Path, points: list[str]) -> None:
+    """Stream the shards into one `[layers, prompts, d]` safetensors file, one layer at a time."""
+    from safetensors import safe_open
+
+    handles = []
+    for shard_id in range(n_shards):
+        path = parts / f"shard_{shard_id:05d}.safetensors"
+        verify_checksum(path)
+        handles.append(safe_open(str(path), framework="pt"))
+    indices = [h.get_tensor("index") for h in handles]
+    d_model = handles[0].get_slice("acts").get_shape()[-1]
+    writer = StreamingSafetensorsWriter(out, "activations", (len(layer_ids), n_prompts, d_model), "float32",
+                                        extra={"layers": torch.tensor(layer_ids, dtype=torch.int64)},
+                                        metadata={"points": ",".join(points), "format": "conceptlens.activations.v1"})
+    try:
+        for li in range(len(layer_ids)):
+            layer = torch.empty(n_prompts, d_model)
+            for handle, index in zip(handles, indices):
+                layer[index] = handle.get_slice("acts")[li]
+            writer.write(layer)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def load_activations(path: str | Path) -> tuple[torch.Tensor, list[int] | None]:
+    """Read `[layers, N, d]` (or `[N, d]`) activations from .safetensors or .npy."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        raise ConceptLensError(f"activations file {path} does not exist.", "check the path (capture writes it).")
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise ConceptLensError(f"{path} is not a numeric .npy array ({exc}).",
+                                   "save a plain float array with numpy.save.") from exc
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise ConceptLensError(f"{path} holds {array.dtype} data, not numbers.", "save a float array.")
+        return torch.from_numpy(array.astype(np.float32)), None
+    tensors = load_tensors(path)
+    if "activations" not in tensors:
+        raise ConceptLensError(f"{path} has no tensor named 'activations' (it has {sorted(tensors)}).",
+                               "write it with `conceptlens capture`, or save your array under the key 'activations'.")
+    layers = tensors.get("layers")
+    return tensors["activations"].float(), (layers.tolist() if layers is not None else None)

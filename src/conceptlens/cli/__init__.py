@@ -1,0 +1,1 @@
+"""The `conceptlens` command line: one typer app, one module per group of commands."""

@@ -1,0 +1,149 @@
+"""`conceptlens capture` and `conceptlens decodability`: the two building blocks on their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from conceptlens.cli.common import console, parse_int_list, progress_bar
+from conceptlens.errors import ConceptLensError
+
+
+def read_prompts(path: Path) -> list[str]:
+    """One prompt per line, or JSONL with a `prompt` field (a line's `\\n` escapes are kept)."""
+    if not path.exists():
+        raise ConceptLensError(f"prompts file {path} does not exist.", "check the path.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConceptLensError(f"{path} is not UTF-8 text (byte {exc.start}).", "re-save the file as UTF-8.") from exc
+    lines = [line for line in text.splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        prompts = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConceptLensError(f"{path} line {number} is not valid JSON ({exc.msg}).", "fix that line.") from exc
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                raise ConceptLensError(f"{path} line {number} has no string field 'prompt'.",
+                                       'write one {"prompt": "..."} object per line.')
+            prompts.append(record["prompt"])
+        lines = prompts
+    if not lines:
+        raise ConceptLensError(f"{path} holds no prompts.", "write one prompt per line.")
+    return lines
+
+
+def read_labels(path: Path) -> list:
+    if not path.exists():
+        raise ConceptLensError(f"labels file {path} does not exist.", "check the path.")
+    if path.suffix == ".npy":
+        array = np.load(path, allow_pickle=False)
+        return array.tolist()
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise ConceptLensError(f"{path} is not UTF-8 text.", "re-save the labels as UTF-8, one per line.") from exc
+
+
+def capture(
+    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    prompts: Path = typer.Option(..., help="text file (one prompt per line) or JSONL with a 'prompt' field"),
+    out: Path = typer.Option(..., help="output .safetensors: 'activations' [layers, prompts, d_model] and 'layers'"),
+    layers: str = typer.Option("all", help="'all' or comma-separated indices (resid_post: HF hidden-state indices)"),
+    component: str = typer.Option("resid_post", help="resid_post | resid_pre | attn_out | mlp_out | head_out"),
+    position: str = typer.Option("last", help="'last' or a token index counted in the unpadded prompt (negative from the end)"),
+    batch_size: int = typer.Option(32, min=1),
+    revision: Optional[str] = typer.Option(None, help="hub revision"),
+    dtype: str = typer.Option("float32"),
+    device: Optional[str] = typer.Option(None),
+    device_map: Optional[str] = typer.Option(None, help="'auto' to spread the model over devices (accelerate)"),
+    trust_remote_code: bool = typer.Option(False, help="run code shipped with the model (only for models you trust)"),
+) -> None:
+    """Capture activations of every prompt at one token, for the chosen layers."""
+    from conceptlens.activations.capture import capture_activations, encode_prompts
+    from conceptlens.models import load_model
+
+    texts = read_prompts(prompts)
+    try:
+        index = -1 if position == "last" else int(position)
+    except ValueError as exc:
+        raise ConceptLensError(f"position '{position}' is not 'last' or an integer.", "use --position last.") from exc
+    if out.suffix != ".safetensors":
+        raise ConceptLensError(f"--out {out} must end in .safetensors.", "e.g. --out acts.safetensors.")
+    layer_list = parse_int_list(layers)
+    lm = load_model(model, revision=revision, dtype=dtype, device=device, device_map=device_map,
+                    trust_remote_code=trust_remote_code)
+    from conceptlens.activations.capture import component_points
+
+    component_points(lm.layout, component, layer_list)  # validate before any work
+    encoded = encode_prompts(lm.tokenizer, texts, getattr(lm.model.config, "max_position_embeddings", None))
+    with progress_bar() as bar:
+        layer_ids, path = capture_activations(lm.model, lm.layout, encoded, positions=[index] * len(encoded),
+                                              layers=layer_list, component=component, batch_size=batch_size,
+                                              pad_id=lm.tokenizer.pad_token_id, out=out, model_name=model,
+                                              progress=bar)
+    console.print(f"wrote {path}: {len(layer_ids)} layers x {len(texts)} prompts ({component}, position {position})")
+
+
+def decodability(
+    acts: Path = typer.Argument(..., help=".safetensors (from capture) or .npy, [layers, N, d] or [N, d]"),
+    labels: Path = typer.Argument(..., help="text file with one label per line, or .npy"),
+    k: int = typer.Option(10, help="neighbours in the leave-one-out vote"),
+    out: Optional[Path] = typer.Option(None, help="write the result as JSON here"),
+    pairwise_layer: Optional[int] = typer.Option(None, help="layer of the pairwise matrix (default: best layer)"),
+    n_boot: int = typer.Option(1000, help="bootstrap resamples for the 95% intervals"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Leave-one-out kNN concept decodability (TD) per layer and concept, with intervals."""
+    from conceptlens.activations.capture import load_activations
+    from conceptlens.decodability import (bootstrap_ci, heldout_layer_choice, pairwise_decodability,
+                                          shuffled_control, task_decodability)
+    from conceptlens.storage import write_json
+
+    if k < 1:
+        raise ConceptLensError(f"--k must be a positive integer, got {k}.", "use e.g. --k 10.")
+    array, layer_ids = load_activations(acts)
+    label_list = read_labels(labels)
+    result = task_decodability(array, label_list, k=k, layers=layer_ids)
+    ci = bootstrap_ci(result, n_boot=n_boot, seed=seed)
+    heldout = heldout_layer_choice(array, label_list, k=k, seed=seed, layers=result.layers) if array.ndim == 3 and len(label_list) >= 4 * (k + 1) else None
+    control = shuffled_control(array, label_list, k=k, seed=seed, layers=result.layers)
+    best_index = result.layers.index(result.best_layer)
+    pair_index = best_index if pairwise_layer is None else result.layers.index(pairwise_layer) if pairwise_layer in result.layers else None
+    if pair_index is None:
+        raise ConceptLensError(f"--pairwise-layer {pairwise_layer} is not among the layers {result.layers}.",
+                               "choose one of those layers.")
+    points = array if array.ndim == 2 else array[pair_index]
+    pairwise = pairwise_decodability(points, label_list, k=k)
+    table = Table(title=f"TD (k={k}, chance {result.chance:.3f})")
+    table.add_column("layer"), table.add_column("mean TD"), table.add_column("95% CI"), table.add_column("shuffled")
+    for li, layer in enumerate(result.layers):
+        table.add_row(str(layer), f"{result.mean[li]:.3f}", f"[{ci[li, 0]:.3f}, {ci[li, 1]:.3f}]", f"{control[li]:.3f}")
+    console.print(table)
+    console.print(f"best layer {result.best_layer} (TD {result.mean[best_index]:.3f})"
+                  + (f"; held-out choice: layer {heldout['best_layer_heldout']}, TD {heldout['td_heldout']:.3f}" if heldout else ""))
+    if out:
+        per_class = result.per_class_matrix
+        write_json(out, {
+            "k": k, "chance": result.chance, "concepts": [str(c) for c in result.concepts],
+            "layers": [{"layer": layer, "mean": float(result.mean[li]),
+                        "per_class": {str(c): float(per_class[li, ci_]) for ci_, c in enumerate(result.concepts)},
+                        "ci95": [float(ci[li, 0]), float(ci[li, 1])], "shuffled_control": float(control[li])}
+                       for li, layer in enumerate(result.layers)],
+            "best_layer": result.best_layer, "heldout": heldout,
+            "pairwise": {"layer": result.layers[pair_index], "concepts": [str(c) for c in pairwise.index],
+                         "matrix": pairwise.values.tolist()},
+        })
+        console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Capture activations of prompts at one token for chosen layers (safetensors).")(capture)
+    app.command(help="Concept decodability (leave-one-out kNN TD) per layer from saved activations.")(decodability)

@@ -1,0 +1,32 @@
+"""Entry point: `conceptlens COMMAND ...`; user errors print one message and exit with code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from conceptlens.cli import core, llm, synthetic, study
+from conceptlens.cli.common import console
+from conceptlens.errors import ConceptLensError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="conceptlens: how transformers encode the latent concept of a few-shot prompt.")
+core.register(app)
+app.add_typer(synthetic.app, name="synthetic", help="Train small GPTs on in-context regression and watch concepts emerge.")
+app.add_typer(llm.app, name="llm", help="Concept encoding, ICL accuracy, interventions and finetuning in pretrained LMs.")
+study.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConceptLensError as exc:
+        console.print(f"[bold red]error:[/] {exc.problem}")
+        if exc.fix:
+            console.print(f"[bold]fix:[/] {exc.fix}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

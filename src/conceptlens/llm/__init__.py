@@ -1,0 +1,1 @@
+"""Pretrained-LM study: ICL accuracy, concept encoding, interventions, layer-selective finetuning."""

@@ -1,0 +1,101 @@
+"""One loader for every model the toolkit accepts.
+
+`load_model("smollm2-135m")` (embedded, offline), a local HF folder, or a hub id with an optional
+revision. Weights load as safetensors only; `trust_remote_code` only when the caller asks (and a
+warning says so); `device_map="auto"` spreads a large model over devices through accelerate.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from conceptlens.errors import ConceptLensError
+from conceptlens.hooks.components import ModelLayout, layout_for
+from conceptlens.models.embedded import EMBEDDED, embedded_folder
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM with its tokenizer (left padding) and resolved canonical layout."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    layout: ModelLayout
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def n_layers(self) -> int:
+        return self.layout.n_layers
+
+
+def resolve_source(name: str) -> tuple[str, bool]:
+    """Return (path or hub id, is_local)."""
+    if name in EMBEDDED:
+        return str(embedded_folder(name)), True
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ConceptLensError(f"{path} is not a HuggingFace model folder (no config.json).",
+                                   "point --model at a folder written by save_pretrained, or use 'smollm2-135m'.")
+        return str(path), True
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ConceptLensError(f"model folder {name} does not exist.", "check the path, or use 'smollm2-135m'.")
+    return name, False
+
+
+def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: str = "float32",
+               device: str | None = None, device_map: str | None = None, load_in: str | None = None,
+               trust_remote_code: bool = False) -> LoadedModel:
+    """Load a causal LM and its tokenizer; see the module docstring for what `name` may be."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    if dtype not in DTYPES:
+        raise ConceptLensError(f"unknown dtype '{dtype}'.", f"use one of {', '.join(DTYPES)}.")
+    source, local = resolve_source(name)
+    if trust_remote_code:
+        warnings.warn(f"trust_remote_code=True: code shipped with {name} will run on this machine.", stacklevel=2)
+    kwargs: dict = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if revision and not local:
+        kwargs["revision"] = revision
+    if device_map:
+        kwargs["device_map"] = device_map
+    if load_in in ("8bit", "4bit"):
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise ConceptLensError(f"--load-in {load_in} needs bitsandbytes.", "pip install bitsandbytes (GPU only).") from exc
+        kwargs["quantization_config"] = BitsAndBytesConfig(**{f"load_in_{load_in}": True})
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                  **({"revision": revision} if revision and not local else {}))
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except ConceptLensError:
+        raise
+    except (OSError, ValueError) as exc:
+        if local:
+            raise ConceptLensError(f"could not load the model folder {source}: {exc}",
+                                   "check that it holds config.json, tokenizer files and *.safetensors weights.") from exc
+        raise ConceptLensError(f"could not load '{name}' from the HuggingFace hub ({type(exc).__name__}).",
+                               "offline or unknown id: download it elsewhere with save_pretrained and pass the local folder "
+                               "with --model /path/to/folder, or use the embedded default --model smollm2-135m.") from exc
+    if device and not device_map:
+        model.to(device)
+    model.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, layout=layout_for(model))

@@ -1,0 +1,226 @@
+"""Files that are never half-written: atomic writes, checksums, tidy tables, safetensors I/O.
+
+Everything the toolkit writes goes to a temporary file in the destination folder and is renamed
+into place, so a kill or a full disk leaves the previous result intact. Checksums (sha256 in a
+`<file>.sha256` sidecar) let a resumed job detect a truncated or altered shard or checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from conceptlens.errors import ConceptLensError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """Append one JSON line and fsync it (metrics logs; a torn last line is dropped on read)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, default=_json_default) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file, ignoring a torn (partially written) last line."""
+    records = []
+    path = Path(path)
+    if not path.exists():
+        return records
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ConceptLensError(f"{path} line {i + 1} is not valid JSON.", "delete the file and rerun.")
+    return records
+
+
+def write_table(path: str | Path, frame: "Any") -> None:
+    """Write a pandas DataFrame as CSV, and as Parquet beside it (same stem)."""
+    path = Path(path)
+    with atomic_path(path.with_suffix(".csv")) as tmp:
+        frame.to_csv(tmp, index=False)
+    with atomic_path(path.with_suffix(".parquet")) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksum(path: str | Path) -> None:
+    write_text(Path(str(path) + ".sha256"), sha256_file(path) + "\n")
+
+
+def verify_checksum(path: str | Path) -> None:
+    """Raise if `path` is missing, or differs from its `.sha256` sidecar (truncated or altered)."""
+    path = Path(path)
+    sidecar = Path(str(path) + ".sha256")
+    if not path.exists():
+        raise ConceptLensError(f"{path} is missing.", "rerun without --resume to start afresh.")
+    if not sidecar.exists():
+        raise ConceptLensError(f"{path} has no checksum file {sidecar.name}: it may be incomplete.",
+                               f"delete {path} and rerun with --resume.")
+    expected = sidecar.read_text().strip()
+    if sha256_file(path) != expected:
+        raise ConceptLensError(f"{path} is corrupt (its sha256 differs from {sidecar.name}).",
+                               f"delete {path} and its .sha256 file, then rerun with --resume.")
+
+
+def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None,
+                 checksum: bool = False) -> None:
+    """Save torch tensors as safetensors, atomically (and with a checksum sidecar if asked)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    if checksum:
+        write_checksum(path)
+
+
+def load_tensors(path: str | Path, verify: bool = False) -> dict:
+    """Load a safetensors file as a dict of torch tensors (no pickle is ever involved)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if verify:
+        verify_checksum(path)
+    if not path.exists():
+        raise ConceptLensError(f"{path} does not exist.", "check the path.")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ConceptLensError(f"{path} is not a readable safetensors file ({exc}).",
+                               "pass a file written by conceptlens or safetensors.save_file.") from exc
+
+
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+_DTYPES = {"float32": ("F32", 4), "float16": ("F16", 2), "bfloat16": ("BF16", 2), "float64": ("F64", 8),
+           "int64": ("I64", 8), "int32": ("I32", 4)}
+
+
+class StreamingSafetensorsWriter:
+    """Write one large tensor into a safetensors file chunk by chunk along its first axis.
+
+    Written by hand because `safetensors` serialises only tensors already in memory; the file
+    format (8-byte header length, JSON header, raw little-endian bytes) is simple and stable.
+    Use: `w = StreamingSafetensorsWriter(path, "activations", shape, "float32", extra={...})`,
+    then `w.write(chunk)` until the tensor is complete, then `w.close()` (or `w.abort()`).
+    """
+
+    def __init__(self, path: str | Path, name: str, shape: tuple[int, ...], dtype: str,
+                 extra: dict | None = None, metadata: dict[str, str] | None = None):
+        code, width = _DTYPES[dtype]
+        self.path = Path(path)
+        self.expected = int(np.prod(shape)) * width
+        self.written = 0
+        header: dict[str, Any] = {name: {"dtype": code, "shape": [int(s) for s in shape],
+                                         "data_offsets": [0, self.expected]}}
+        offset = self.expected
+        self._extra = []
+        for key, tensor in (extra or {}).items():
+            array = tensor.detach().contiguous().cpu().numpy()
+            tcode, twidth = _DTYPES[str(array.dtype)]
+            header[key] = {"dtype": tcode, "shape": list(array.shape),
+                           "data_offsets": [offset, offset + array.size * twidth]}
+            offset += array.size * twidth
+            self._extra.append(array)
+        if metadata:
+            header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        blob = json.dumps(header, separators=(",", ":")).encode()
+        blob += b" " * ((8 - len(blob) % 8) % 8)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._tmp = Path(tmp)
+        self._handle = os.fdopen(fd, "wb")
+        self._handle.write(len(blob).to_bytes(8, "little"))
+        self._handle.write(blob)
+
+    def write(self, chunk: Any) -> None:
+        array = chunk.detach().contiguous().cpu().numpy() if hasattr(chunk, "detach") else np.ascontiguousarray(chunk)
+        data = array.tobytes()
+        self._handle.write(data)
+        self.written += len(data)
+
+    def close(self) -> None:
+        if self.written != self.expected:
+            self.abort()
+            raise RuntimeError(f"streamed {self.written} bytes, expected {self.expected}")
+        for array in self._extra:
+            self._handle.write(array.tobytes())
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._handle.close()
+        self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Task families and samplers: synthetic regression mixtures and LLM concept families."""
