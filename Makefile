@@ -22,7 +22,6 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(VENV)/bin/conceptlens reproduce --quick --out runs/demo
-	$(VENV)/bin/conceptlens report runs/demo
 	@echo "report: runs/demo/report.html"
 
 test: install

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from conceptlens.cli import core, llm, synthetic, study
+from conceptlens.cli import core, llm, reproduce, study, synthetic
 from conceptlens.cli.common import console
 from conceptlens.errors import ConceptLensError
 
@@ -15,6 +15,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 core.register(app)
 app.add_typer(synthetic.app, name="synthetic", help="Train small GPTs on in-context regression and watch concepts emerge.")
 app.add_typer(llm.app, name="llm", help="Concept encoding, ICL accuracy, interventions and finetuning in pretrained LMs.")
+reproduce.register(app)
 study.register(app)
 
 

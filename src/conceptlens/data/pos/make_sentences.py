@@ -1,10 +1,8 @@
 """Generate the shipped part-of-speech corpus: seeded English sentences with a gold tag per token.
 
-A tiny grammar (opener, clause, optional second clause) over curated word lists that are
-unambiguous in context; every kept sentence holds all six tags and 7-16 words. Standard library
-only. Run from the repo root: `python src/conceptlens/data/pos/make_sentences.py [--n 2400]`.
-Conventions (see README.md): the/a/an and "and"/"but" are Other; no auxiliaries ("is", "will"),
-no possessive determiners ("his"), no subordinating conjunctions, so PTB and UD tags agree.
+A tiny grammar (opener, clause, optional second clause) over curated word lists, each verb with
+the phrases that sound natural after it; every kept sentence has all six tags and 7-16 words.
+Standard library only; run `python src/conceptlens/data/pos/make_sentences.py` (see README.md).
 """
 
 from __future__ import annotations
@@ -16,62 +14,80 @@ import random
 import tempfile
 from pathlib import Path
 
-NOUN, ADJ, VERB, ADV, PREP, PRON, OTHER = "Noun", "Adjective", "Verb", "Adverb", "Preposition", "Pronoun", "Other"
+NOUN, ADJ, VERB, ADV, PREP, PRON, OTHER = ("Noun", "Adjective", "Verb", "Adverb", "Preposition",
+                                           "Pronoun", "Other")
 TAGS = (NOUN, ADJ, VERB, ADV, PREP, PRON)
 Tagged = list[tuple[str, str]]
 
 PEOPLE = ("farmer teacher doctor nurse child girl boy woman man baker sailor student neighbor "
-          "stranger gardener soldier musician artist visitor traveler fisherman librarian "
+          "pilot gardener soldier musician artist visitor traveler librarian "
           "grandmother uncle waiter tourist poet carpenter").split()
-PLURAL = {"child": "children", "woman": "women", "man": "men", "fisherman": "fishermen"}
+PLURAL = {"child": "children", "woman": "women", "man": "men"}
 NAMES = "Anna Peter Maria Thomas Lucy David Sarah Oliver Emma Daniel".split()
 THINGS = ("basket lamp letter bottle blanket ladder bicycle violin suitcase umbrella kettle candle "
-          "map key wallet parcel chair table coin mirror jacket apple sandwich newspaper notebook "
+          "map key wallet parcel chair coin mirror jacket apple sandwich newspaper notebook "
           "lantern vase ring bucket guitar camera teapot scarf hat").split()
-PLACES = ("garden kitchen library museum station bridge river forest village market harbor castle "
-          "church school hospital bakery meadow hill lake beach cottage hallway classroom barn "
-          "valley office").split()
-PERSON_ADJ = ("young old tired cheerful nervous kind clever tall patient friendly curious brave "
-              "gentle proud lonely busy happy sleepy anxious polite famous angry").split()
-THING_ADJ = ("heavy old small wooden red blue new shiny tiny large rusty fragile golden ancient "
-             "beautiful strange dusty precious").split()
-PLACE_ADJ = ("quiet old busy small ancient crowded narrow dark famous peaceful little huge "
-             "beautiful lovely muddy sunny cozy noisy").split()
+SURFACES = "table bench bed shelf counter windowsill sofa".split()
+# place -> (prepositions for being there, prepositions for moving there)
+PLACES = {
+    "garden": ("in near", "into through"), "kitchen": ("in", "into"), "library": ("in at near", "into toward"),
+    "museum": ("in at near", "into toward"), "station": ("at near", "toward"), "bridge": ("on near under", "across toward"),
+    "river": ("near beside", "across along toward"), "forest": ("in near", "into through toward"),
+    "village": ("in near", "into through toward"), "market": ("at in", "through toward"),
+    "harbor": ("at near", "toward"), "castle": ("in near behind", "into toward"), "church": ("in near behind", "into toward"),
+    "school": ("at near behind", "toward"), "bakery": ("in at near", "into toward"), "meadow": ("in", "across through"),
+    "hill": ("on", "toward"), "lake": ("near beside", "along toward"), "beach": ("on at", "along toward"),
+    "cottage": ("in near behind", "into toward"), "hallway": ("in", "through"), "classroom": ("in", "into"),
+    "barn": ("in near behind", "into toward"), "valley": ("in", "across through"), "office": ("in at", "into"),
+}
+PERSON_ADJ = ("young old tired cheerful nervous clever tall friendly curious brave "
+              "gentle proud lonely busy happy sleepy anxious polite famous").split()
+THING_ADJ = ("heavy old small blue green new shiny tiny large ancient beautiful strange dusty "
+             "precious").split()
+PLACE_ADJ = ("quiet old busy small ancient crowded narrow famous peaceful little huge "
+             "beautiful lovely noisy").split()
+NO_VERY = {"huge", "tiny", "ancient", "blue", "green", "little", "new"}
 MOOD_ADJ = "tired happy nervous proud lonely anxious sleepy curious calm cheerful angry".split()
 MANNER = ("quietly carefully slowly quickly gently happily patiently eagerly proudly nervously "
-          "calmly politely softly cheerfully silently anxiously warmly").split()
+          "calmly politely cheerfully silently anxiously").split()
 FREQUENCY = "often always never sometimes usually rarely".split()
-OPENER_ADV = ("Suddenly Finally Later Eventually Meanwhile Fortunately Luckily Sadly Afterwards "
-              "Soon Then Quietly Slowly Carefully").split()
-# (base, past) forms; the third person singular is derived by `third_person`.
-THING_VERBS = [("carry", "carried"), ("repair", "repaired"), ("paint", "painted"), ("buy", "bought"),
-               ("find", "found"), ("sell", "sold"), ("polish", "polished"), ("borrow", "borrowed"),
-               ("deliver", "delivered"), ("hide", "hid"), ("lift", "lifted"), ("wrap", "wrapped"),
-               ("examine", "examined"), ("fix", "fixed"), ("bring", "brought"), ("keep", "kept"),
-               ("notice", "noticed"), ("admire", "admired"), ("choose", "chose"), ("steal", "stole")]
-PERSON_VERBS = [("thank", "thanked"), ("help", "helped"), ("greet", "greeted"), ("meet", "met"),
-                ("follow", "followed"), ("warn", "warned"), ("praise", "praised"), ("hug", "hugged"),
-                ("invite", "invited"), ("ignore", "ignored"), ("recognize", "recognized"),
-                ("encourage", "encouraged"), ("comfort", "comforted"), ("teach", "taught"),
-                ("visit", "visited"), ("admire", "admired")]
-PLACE_VERBS = [("visit", "visited"), ("explore", "explored"), ("cross", "crossed"), ("leave", "left"),
-               ("reach", "reached"), ("enter", "entered"), ("decorate", "decorated"), ("paint", "painted")]
-INTRANS_VERBS = [("smile", "smiled"), ("laugh", "laughed"), ("wait", "waited"), ("sleep", "slept"),
-                 ("arrive", "arrived"), ("whisper", "whispered"), ("hurry", "hurried"), ("shout", "shouted"),
-                 ("listen", "listened"), ("rest", "rested"), ("wander", "wandered"), ("sing", "sang"),
-                 ("sigh", "sighed"), ("stumble", "stumbled"), ("pause", "paused"), ("wave", "waved")]
-GIVE_VERBS = [("give", "gave"), ("hand", "handed"), ("send", "sent"), ("show", "showed"),
-              ("offer", "offered"), ("sell", "sold"), ("lend", "lent"), ("bring", "brought")]
-COPULAS = [("look", "looked"), ("seem", "seemed"), ("feel", "felt")]
-LOC_PREPS = "near behind beside across through along toward into".split()
-AT_PLACE = "in at near behind beside".split()
-THING_PREPS = "under beside behind near on".split()
-SURFACES = "table chair bench bed counter shelf tree window".split()
-TIME_PPS = [("in", "morning"), ("in", "evening"), ("in", "afternoon"), ("during", "storm"),
-            ("during", "festival"), ("during", "concert"), ("after", "dinner"), ("before", "breakfast"),
-            ("after", "lunch"), ("during", "winter"), ("during", "summer")]
+OPENERS = {"past": "Suddenly Finally Later Eventually Meanwhile Fortunately Luckily Sadly "
+                   "Afterwards Soon Then Quietly Slowly Carefully".split(),
+           "present": "Usually Sometimes Often Normally Occasionally Generally Quietly Carefully".split()}
+HABITUAL = set(FREQUENCY) | {"normally", "occasionally", "generally"}
+TIMES = [("in the morning",), ("in the evening",), ("in the afternoon",), ("at night",),
+         ("after lunch",), ("before breakfast",), ("after dinner",), ("during the storm",),
+         ("during the festival",), ("during the concert",), ("in the winter",), ("after the storm",),
+         ("before the concert",), ("in the summer",)]
 SUBJ_PRON = {"I": "me", "you": "you", "he": "him", "she": "her", "we": "us", "they": "them"}
 OBJ_PRON = ["me", "you", "him", "us", "them"]
+# Verbs: "base past codes"; codes name the phrases that may follow the verb (and its object):
+# s: on/under a surface  b: for + person  f: from + person  m: moving to a place  p: at a place
+# t: a time  a: at + person  w: with + person  o: to + person  r: for + person (waited for)
+THING_VERBS = """find found s p t|hide hid s|notice noticed s p|leave left s p|put put s|keep kept s
+buy bought b p t|repair repaired b t|paint painted b t|fix fixed b t|wrap wrapped b t|polish polished b t
+choose chose b p|borrow borrowed f t|steal stole f t|take took f m|carry carried m b|bring brought b m
+deliver delivered m t|examine examined p t|admire admired p t|sell sold p t"""
+PERSON_VERBS = """thank thanked t|help helped p t|greet greeted p t|meet met p t|follow followed m
+warn warned t|praise praised p t|ignore ignored p t
+teach taught p t|visit visited p t|comfort comforted p t|invite invited t"""
+INTRANS_VERBS = """smile smiled a t|laugh laughed w a t|wait waited r p t|sleep slept p t|arrive arrived p t
+whisper whispered o p|hurry hurried m|shout shouted a p|listen listened p t|rest rested p t
+wander wandered m p|sing sang b w p t|stumble stumbled m p"""
+GIVE_VERBS = """give gave|hand handed|send sent|show showed|offer offered|sell sold|lend lent|bring brought
+throw threw|pass passed"""
+# place verb -> the places it takes as object
+PLACE_VERBS = {("visit", "visited"): "museum village castle library market church bakery",
+               ("explore", "explored"): "forest village castle museum valley meadow",
+               ("cross", "crossed"): "river bridge meadow valley", ("leave", "left"): "village station library office school",
+               ("reach", "reached"): "village station harbor castle hill", ("enter", "entered"): "library kitchen museum church classroom office",
+               ("decorate", "decorated"): "kitchen classroom hallway church", ("clean", "cleaned"): "kitchen classroom hallway barn"}
+PAST_ONLY = {"thank", "whisper"}
+COPULAS = [("look", "looked"), ("seem", "seemed"), ("feel", "felt")]
+
+
+def parse_verbs(spec: str) -> list[tuple[str, str, str]]:
+    return [(v.split()[0], v.split()[1], "".join(v.split()[2:])) for v in spec.replace("\n", "|").split("|")]
 
 
 def third_person(base: str) -> str:
@@ -82,17 +98,24 @@ def third_person(base: str) -> str:
     return base + "s"
 
 
+def words(text: str, tag: str = OTHER) -> Tagged:
+    return [(w, tag) for w in text.split()]
+
+
 def det_np(rng: random.Random, nouns: list[str], adjs: list[str], p_adj: float = 0.6,
-           plural: bool = False) -> Tagged:
-    """`the/a` + optional adjective(s) + noun."""
-    noun = nouns[rng.randrange(len(nouns))]
-    if plural:
-        noun = PLURAL.get(noun, noun + "s")
-    words: Tagged = [(a, ADJ) for a in rng.sample(adjs, 2 if rng.random() < 0.1 else 1)] \
-        if rng.random() < p_adj else []
-    words.append((noun, NOUN))
-    det = "the" if plural or rng.random() < 0.6 else ("an" if words[0][0][0] in "aeiou" else "a")
-    return [(det, OTHER)] + words
+           plural: bool = False, bare: bool = False) -> Tagged:
+    """`the/a` (none if `bare`) + optional `very` + optional adjective + noun."""
+    noun = rng.choice(nouns)
+    noun = PLURAL.get(noun, noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")) if plural else noun
+    np: Tagged = []
+    if rng.random() < p_adj:
+        adj = rng.choice(adjs)
+        np = ([("very", ADV)] if rng.random() < 0.06 and adj not in NO_VERY else []) + [(adj, ADJ)]
+    np.append((noun, NOUN))
+    if bare and plural:
+        return np
+    det = "the" if plural or rng.random() < 0.6 else ("an" if np[0][0][0] in "aeiou" else "a")
+    return [(det, OTHER)] + np
 
 
 def subject(rng: random.Random) -> tuple[Tagged, bool]:
@@ -104,95 +127,111 @@ def subject(rng: random.Random) -> tuple[Tagged, bool]:
     if r < 0.5:
         return [(rng.choice(NAMES), NOUN)], True
     plural = r > 0.8
-    return det_np(rng, PEOPLE, PERSON_ADJ, plural=plural), not plural
+    return det_np(rng, PEOPLE, PERSON_ADJ, plural=plural, bare=rng.random() < 0.3), not plural
 
 
-def person_object(rng: random.Random, subj: Tagged) -> Tagged:
+def person(rng: random.Random, subj: Tagged) -> Tagged:
+    """An object person: a pronoun (never the subject's own), a name or a noun phrase."""
     if rng.random() < 0.5:
         avoid = SUBJ_PRON.get(subj[0][0]) if len(subj) == 1 else None
         return [(rng.choice([p for p in OBJ_PRON if p != avoid]), PRON)]
     if rng.random() < 0.15:
         return [(rng.choice(NAMES), NOUN)]
-    return det_np(rng, PEOPLE, PERSON_ADJ, plural=rng.random() < 0.3)
+    return det_np(rng, PEOPLE, PERSON_ADJ, p_adj=0.4, plural=rng.random() < 0.3)
+
+
+def place_pp(rng: random.Random, moving: bool = False) -> Tagged:
+    place = rng.choice(list(PLACES))
+    prep = rng.choice(PLACES[place][1 if moving else 0].split())
+    return [(prep, PREP), ("the", OTHER)] + det_np(rng, [place], PLACE_ADJ, p_adj=0.5)[1:]
 
 
 def time_pp(rng: random.Random) -> Tagged:
-    prep, noun = rng.choice(TIME_PPS)
-    return [(prep, PREP), ("the", OTHER), (noun, NOUN)]
+    prep, *rest = rng.choice(TIMES)[0].split()
+    return [(prep, PREP)] + [(w, OTHER if w == "the" else NOUN) for w in rest]
 
 
-def place_pp(rng: random.Random, preps: list[str] = AT_PLACE) -> Tagged:
-    return [(rng.choice(preps), PREP)] + det_np(rng, PLACES, PLACE_ADJ)
+def tail(rng: random.Random, codes: str, subj: Tagged, avoid: str = "") -> Tagged:
+    """One phrase after the verb phrase, chosen among the verb's codes minus `avoid` (or nothing)."""
+    codes = "".join(c for c in codes if c not in avoid)
+    code = rng.choice(codes + "-") if codes else "-"
+    simple = {"b": "for", "f": "from", "a": "at", "w": "with", "o": "to", "r": "for"}
+    if code in simple:
+        return [(simple[code], PREP)] + person(rng, subj)
+    if code == "s":
+        return [(rng.choice(["on", "under", "beside", "near"]), PREP)] + det_np(rng, SURFACES, THING_ADJ, 0.3)
+    if code in "mp":
+        return place_pp(rng, moving=code == "m")
+    return time_pp(rng) if code == "t" else []
 
 
-def companion_pp(rng: random.Random, subj: Tagged) -> Tagged:
-    """`with them`, `for us`, `beside the old farmer`..."""
-    prep = rng.choice(["with", "for", "beside", "near"])
-    return [(prep, PREP)] + person_object(rng, subj)
-
-
-def verb(rng: random.Random, forms: tuple[str, str], tense: str, third: bool) -> Tagged:
-    base, past = forms
+def verb(forms: tuple[str, str], tense: str, third: bool) -> Tagged:
+    base, past = forms[:2]
+    if base in PAST_ONLY:  # its present tense form doubles as a plural noun ("thanks")
+        return [(past, VERB)]
     return [(past if tense == "past" else third_person(base) if third else base, VERB)]
 
 
-def clause(rng: random.Random, tense: str) -> Tagged:
-    """One independent clause: subject, verb phrase, optional adverbs and phrases."""
+def clause(rng: random.Random, tense: str, banned: frozenset[str] = frozenset(), avoid: str = "") -> Tagged:
+    """One independent clause: subject, adverb, verb, object, one trailing phrase."""
     subj, third = subject(rng)
-    kind = rng.choice(["thing", "thing", "person", "place", "intrans", "give", "copula"])
-    pre: Tagged = []
-    if kind != "copula" and rng.random() < 0.35:
-        pre = [(rng.choice(FREQUENCY if tense == "present" and rng.random() < 0.6 else MANNER), ADV)]
-    tail: Tagged = []
+    kind = rng.choice(["thing", "thing", "thing", "person", "person", "place", "intrans", "intrans",
+                       "give", "copula"])
+    obj: Tagged = []
+    after: Tagged = []
     if kind == "thing":
-        v = verb(rng, rng.choice(THING_VERBS), tense, third)
-        obj = det_np(rng, THINGS, THING_ADJ, plural=rng.random() < 0.2)
-        if rng.random() < 0.6:
-            tail = [(rng.choice(THING_PREPS), PREP)] + det_np(rng, SURFACES, THING_ADJ, 0.4)
-        elif rng.random() < 0.5:
-            tail = companion_pp(rng, subj)
+        base, past, codes = rng.choice(parse_verbs(THING_VERBS))
+        plural = rng.random() < 0.25
+        obj = det_np(rng, THINGS, THING_ADJ, plural=plural, bare=tense == "present")
+        after = tail(rng, codes, subj, avoid)
     elif kind == "person":
-        v = verb(rng, rng.choice(PERSON_VERBS), tense, third)
-        obj = person_object(rng, subj)
-        tail = rng.choice([place_pp(rng), time_pp(rng), []])
+        base, past, codes = rng.choice(parse_verbs(PERSON_VERBS))
+        obj, after = person(rng, subj), tail(rng, codes, subj, avoid)
     elif kind == "place":
-        v = verb(rng, rng.choice(PLACE_VERBS), tense, third)
-        obj = det_np(rng, PLACES, PLACE_ADJ)
-        tail = rng.choice([time_pp(rng), companion_pp(rng, subj), []])
+        (base, past), places = rng.choice(list(PLACE_VERBS.items()))
+        obj = det_np(rng, places.split(), PLACE_ADJ)[1:]
+        obj, after = [("the", OTHER)] + obj, tail(rng, "tw", subj, avoid)
     elif kind == "intrans":
-        v = verb(rng, rng.choice(INTRANS_VERBS), tense, third)
-        obj = []
-        tail = rng.choice([place_pp(rng, LOC_PREPS + AT_PLACE), time_pp(rng), companion_pp(rng, subj)])
+        base, past, codes = rng.choice(parse_verbs(INTRANS_VERBS))
+        after = tail(rng, codes, subj, avoid)
     elif kind == "give":
-        v = verb(rng, rng.choice(GIVE_VERBS), tense, third)
-        obj = det_np(rng, THINGS, THING_ADJ) + [("to", PREP)] + person_object(rng, subj)
+        base, past, _ = rng.choice(parse_verbs(GIVE_VERBS))
+        obj = det_np(rng, THINGS, THING_ADJ) + [("to", PREP)] + person(rng, subj)
     else:
-        v = verb(rng, rng.choice(COPULAS), tense, third)
+        base, past = rng.choice(COPULAS)
         obj = [(rng.choice(MOOD_ADJ), ADJ)]
-        tail = rng.choice([time_pp(rng), place_pp(rng)])
-    words = subj + pre + v + obj + tail
-    if not pre and kind != "copula" and rng.random() < 0.3:
-        at = len(words) - (len(tail) if tail and rng.random() < 0.5 else 0)
-        words.insert(at, (rng.choice(MANNER), ADV))
-    return words
+        after = place_pp(rng) if "t" in avoid else time_pp(rng)
+    v = verb((base, past), tense, third)
+    r = rng.random()
+    habitual = tense == "present" and rng.random() < 0.6
+    adverb = rng.choice(FREQUENCY if habitual else MANNER)
+    if kind == "copula" or r < 0.3 or adverb in banned:
+        return subj + v + obj + after
+    if r < 0.7 or habitual:  # adverb before the verb
+        return subj + [(adverb, ADV)] + v + obj + after
+    return subj + v + obj + [(adverb, ADV)] + after
 
 
 def sentence(rng: random.Random) -> Tagged:
     tense = "past" if rng.random() < 0.6 else "present"
     r = rng.random()
     opener: Tagged = []
+    avoid = ""  # no second time (or place) phrase after a time (or place) opener
     if r < 0.3:
-        opener = [(rng.choice(OPENER_ADV), ADV), (",", OTHER)]
+        opener = [(rng.choice(OPENERS[tense]), ADV), (",", OTHER)]
     elif r < 0.42:
-        opener = time_pp(rng) + [(",", OTHER)]
-    elif r < 0.52:
-        opener = place_pp(rng) + [(",", OTHER)]
-    words = opener + clause(rng, tense)
+        opener, avoid = time_pp(rng) + [(",", OTHER)], "t"
+    elif r < 0.5:
+        opener, avoid = place_pp(rng) + [(",", OTHER)], "pm"
+    first = opener[0][0].lower() if opener else ""
+    banned = frozenset(MANNER if first in MANNER else FREQUENCY if first in HABITUAL else ())
+    out = opener + clause(rng, tense, banned, avoid)
     if rng.random() < 0.3:
-        words += [(",", OTHER), (rng.choice(["and", "but"]), OTHER)] + clause(rng, tense)
-    words.append((".", OTHER))
-    first, tag = words[0]
-    return [(first[0].upper() + first[1:], tag)] + words[1:]
+        joiner = "and" if rng.random() < 0.75 else "but"
+        out += [(",", OTHER), (joiner, OTHER)] + clause(rng, tense, banned, avoid)
+    out.append((".", OTHER))
+    first, tag = out[0]
+    return [(first[0].upper() + first[1:], tag)] + out[1:]
 
 
 def detokenize(tokens: list[str]) -> str:
@@ -200,12 +239,13 @@ def detokenize(tokens: list[str]) -> str:
 
 
 def generate(n: int, seed: int) -> list[dict]:
+    """`n` distinct sentences (dicts with sentence, tokens, tags), deterministic in `seed`."""
     rng = random.Random(seed)
     seen: set[str] = set()
     out: list[dict] = []
     while len(out) < n:
-        words = sentence(rng)
-        tokens, tags = [w for w, _ in words], [t for _, t in words]
+        tagged = sentence(rng)
+        tokens, tags = [w for w, _ in tagged], [t for _, t in tagged]
         n_words = sum(t not in ",." for t in tokens)
         text = detokenize(tokens)
         if not 7 <= n_words <= 16 or not set(TAGS) <= set(tags) or text in seen:

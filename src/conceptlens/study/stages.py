@@ -1,0 +1,69 @@
+"""Stages that are cached, skipped when done, and resumed after a kill.
+
+A stage writes its outputs into its own folder and, last of all, a `DONE` marker; a rerun skips
+stages with the marker (a killed stage restarts and resumes from its own checkpoints). The time
+and status of every stage go to `RUN/stages.json`, which the report shows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from conceptlens.cli.common import console
+from conceptlens.errors import ConceptLensError
+from conceptlens.storage import write_json, write_text
+
+
+@dataclass
+class Stage:
+    name: str
+    folder: str  # relative to the run folder
+    run: Callable[[Path], object]
+    needs: tuple[str, ...] = ()
+
+
+def _load_status(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_stages(stages: list[Stage], out: Path, only: set[str] | None = None) -> dict:
+    """Run stages in order; returns `{name: {"status", "seconds", "folder"}}` (also in stages.json)."""
+    status_path = out / "stages.json"
+    status = _load_status(status_path)
+    for stage in stages:
+        if only and stage.name not in only:
+            continue
+        folder = out / stage.folder
+        record = status.get(stage.name, {})
+        if (folder / "DONE").exists():
+            record.update(status="done", folder=stage.folder, cached=True)
+            status[stage.name] = record
+            console.print(f"[dim]stage {stage.name}: done already ({record.get('seconds', 0):.0f} s), skipped[/]")
+            continue
+        failed = [need for need in stage.needs if status.get(need, {}).get("status") != "done"]
+        if failed:
+            status[stage.name] = {"status": "skipped", "folder": stage.folder, "reason": f"needs {failed}"}
+            write_json(status_path, status)
+            continue
+        console.rule(f"stage {stage.name}")
+        start = time.perf_counter()
+        try:
+            stage.run(folder)
+            write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+            record = {"status": "done", "seconds": round(time.perf_counter() - start, 1), "folder": stage.folder,
+                      "cached": False}
+        except ConceptLensError:
+            raise
+        except Exception as exc:  # one failed stage must not lose the others
+            console.print(f"[bold red]stage {stage.name} failed:[/] {type(exc).__name__}: {exc}")
+            record = {"status": "failed", "seconds": round(time.perf_counter() - start, 1), "folder": stage.folder,
+                      "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
+        status[stage.name] = record
+        write_json(status_path, status)
+    write_json(status_path, status)
+    return status
