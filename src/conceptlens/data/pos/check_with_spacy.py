@@ -35,8 +35,10 @@ def first(tokens: list[str], tags: list[str], tag: str) -> str | None:
 
 def spacy_tags(nlp, rows: list[dict]) -> list[list[str]]:
     from spacy.tokens import Doc
-    docs = [Doc(nlp.vocab, words=r["tokens"], spaces=[not (i + 1 < len(r["tokens"]) and r["tokens"][i + 1] in ",.")
-                                                      for i in range(len(r["tokens"]))]) for r in rows]
+    docs = []
+    for r in rows:
+        spaces = [nxt not in ",." for nxt in r["tokens"][1:]] + [False]
+        docs.append(Doc(nlp.vocab, words=r["tokens"], spaces=spaces))
     return [[UPOS.get(t.pos_, "Other") for t in doc] for doc in nlp.pipe(docs, batch_size=256)]
 
 

@@ -28,18 +28,34 @@ THINGS = ("basket lamp letter bottle blanket ladder bicycle violin suitcase umbr
           "map key wallet parcel chair coin mirror jacket apple sandwich newspaper notebook "
           "lantern vase ring bucket guitar camera teapot scarf hat").split()
 SURFACES = "table bench bed shelf counter windowsill sofa".split()
-# place -> (prepositions for being there, prepositions for moving there)
-PLACES = {
-    "garden": ("in near", "into through"), "kitchen": ("in", "into"), "library": ("in at near", "into toward"),
-    "museum": ("in at near", "into toward"), "station": ("at near", "toward"), "bridge": ("on near under", "across toward"),
-    "river": ("near beside", "across along toward"), "forest": ("in near", "into through toward"),
-    "village": ("in near", "into through toward"), "market": ("at in", "through toward"),
-    "harbor": ("at near", "toward"), "castle": ("in near behind", "into toward"), "church": ("in near behind", "into toward"),
-    "school": ("at near behind", "toward"), "bakery": ("in at near", "into toward"), "meadow": ("in", "across through"),
-    "hill": ("on", "toward"), "lake": ("near beside", "along toward"), "beach": ("on at", "along toward"),
-    "cottage": ("in near behind", "into toward"), "hallway": ("in", "through"), "classroom": ("in", "into"),
-    "barn": ("in near behind", "into toward"), "valley": ("in", "across through"), "office": ("in at", "into"),
-}
+# place: prepositions for being there / prepositions for moving there
+PLACES_SPEC = """
+garden: in near / into through
+kitchen: in / into
+library: in at near / into toward
+museum: in at near / into toward
+station: at near / toward
+bridge: on near under / across toward
+river: near beside / across along toward
+forest: in near / into through toward
+village: in near / into through toward
+market: at in / through toward
+harbor: at near / toward
+castle: in near behind / into toward
+church: in near behind / into toward
+school: at near behind / toward
+bakery: in at near / into toward
+meadow: in / across through
+hill: on / toward
+lake: near beside / along toward
+beach: on at / along toward
+cottage: in near behind / into toward
+hallway: in / through
+classroom: in / into
+barn: in near behind / into toward
+valley: in / across through
+office: in at / into
+"""
 PERSON_ADJ = ("young old tired cheerful nervous clever tall friendly curious brave "
               "gentle proud lonely busy happy sleepy anxious polite famous").split()
 THING_ADJ = ("heavy old small blue green new shiny tiny large ancient beautiful strange dusty "
@@ -77,13 +93,30 @@ wander wandered m p|sing sang b w p t|stumble stumbled m p"""
 GIVE_VERBS = """give gave|hand handed|send sent|show showed|offer offered|sell sold|lend lent|bring brought
 throw threw|pass passed"""
 # place verb -> the places it takes as object
-PLACE_VERBS = {("visit", "visited"): "museum village castle library market church bakery",
-               ("explore", "explored"): "forest village castle museum valley meadow",
-               ("cross", "crossed"): "river bridge meadow valley", ("leave", "left"): "village station library office school",
-               ("reach", "reached"): "village station harbor castle hill", ("enter", "entered"): "library kitchen museum church classroom office",
-               ("decorate", "decorated"): "kitchen classroom hallway church", ("clean", "cleaned"): "kitchen classroom hallway barn"}
+PLACE_VERBS = {
+    ("visit", "visited"): "museum village castle library market church bakery",
+    ("explore", "explored"): "forest village castle museum valley meadow",
+    ("cross", "crossed"): "river bridge meadow valley",
+    ("leave", "left"): "village station library office school",
+    ("reach", "reached"): "village station harbor castle hill",
+    ("enter", "entered"): "library kitchen museum church classroom office",
+    ("decorate", "decorated"): "kitchen classroom hallway church",
+    ("clean", "cleaned"): "kitchen classroom hallway barn",
+}
 PAST_ONLY = {"thank", "whisper"}
 COPULAS = [("look", "looked"), ("seem", "seemed"), ("feel", "felt")]
+
+
+def parse_places(spec: str) -> dict[str, tuple[str, str]]:
+    places = {}
+    for line in spec.strip().splitlines():
+        name, preps = line.split(":")
+        at, to = preps.split("/")
+        places[name.strip()] = (at.strip(), to.strip())
+    return places
+
+
+PLACES = parse_places(PLACES_SPEC)
 
 
 def parse_verbs(spec: str) -> list[tuple[str, str, str]]:
@@ -106,7 +139,8 @@ def det_np(rng: random.Random, nouns: list[str], adjs: list[str], p_adj: float =
            plural: bool = False, bare: bool = False) -> Tagged:
     """`the/a` (none if `bare`) + optional `very` + optional adjective + noun."""
     noun = rng.choice(nouns)
-    noun = PLURAL.get(noun, noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")) if plural else noun
+    if plural:
+        noun = PLURAL.get(noun, noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s"))
     np: Tagged = []
     if rng.random() < p_adj:
         adj = rng.choice(adjs)
@@ -259,7 +293,8 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
     """Write atomically: a temporary file in the same folder, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        f.writelines(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
