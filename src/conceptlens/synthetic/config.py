@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from conceptlens.errors import ConceptLensError
 
@@ -85,6 +85,15 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        if self.model.d_model % self.model.n_heads:
+            raise ValueError(f"model.d_model {self.model.d_model} is not divisible by model.n_heads {self.model.n_heads}")
+        if self.schedule.eval_from_points >= self.task.n_points:
+            raise ValueError(f"schedule.eval_from_points {self.schedule.eval_from_points} leaves no scored prediction "
+                             f"among task.n_points {self.task.n_points}")
+        return self
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
@@ -119,6 +128,9 @@ def _all_keys() -> list[str]:
 
 def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     """Apply `key=value` strings to a nested dict (values parsed as YAML)."""
+    if not isinstance(tree, dict):
+        raise ConceptLensError(f"a config must be a mapping of sections, not a {type(tree).__name__}.",
+                               "write `key: value` lines, e.g. `seed: 0` and `train: {steps: 500}`.")
     for item in overrides:
         if "=" not in item:
             raise ConceptLensError(f"override '{item}' has no '='.", "write --set key=value, e.g. --set steps=500.")
@@ -129,7 +141,11 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConceptLensError(f"'{key}' does not name a config field.", "check the key.")
-        node[path[-1]] = yaml.safe_load(raw)
+        try:
+            node[path[-1]] = yaml.safe_load(raw)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ConceptLensError(f"the value of override '{item}' is not valid YAML.",
+                                   "quote it or write a plain value, e.g. --set train.betas=[0.9,0.99].") from exc
     return tree
 
 
@@ -152,7 +168,14 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
         if path is None:
             raise ConceptLensError(f"no config named '{name_or_path}' and no such file.",
                                    f"use one of {', '.join(available_configs())} or a YAML file path.")
-    tree = yaml.safe_load(path.read_text()) or {}
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConceptLensError(f"{path} is not a readable YAML file ({(str(exc) or type(exc).__name__).splitlines()[0]}).",
+                               "fix the YAML syntax (UTF-8 text, `key: value` lines).") from exc
+    if not isinstance(tree, dict):
+        raise ConceptLensError(f"{path} holds a {type(tree).__name__}, not a mapping of config sections.",
+                               "write `key: value` lines, e.g. `seed: 0` and `train: {steps: 500}`.")
     return config_from_dict(tree, overrides)
 
 
@@ -163,5 +186,6 @@ def config_from_dict(tree: dict, overrides: list[str] | None = None) -> RunConfi
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConceptLensError(f"invalid config value at '{where}': {first['msg']}.",
+        raise ConceptLensError(f"invalid config value at '{where}': {first['msg']}." if where else
+                               f"invalid config: {first['msg']}.",
                                "fix the YAML or the --set value.") from exc

@@ -180,12 +180,12 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
         raise ConceptLensError(f"{run_dir} already holds a run.", "pass --resume, or choose a new --out folder.")
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    write_text(saved, config.to_yaml())
 
-    task = build_task(config)
+    task = build_task(config)  # validates the task before anything is written
     test = task.test_set(config.schedule.eval_per_concept, seed=TEST_SEED)
     torch.manual_seed(config.seed)
     model = build_model(config)
+    write_text(saved, config.to_yaml())
     t = config.train
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)

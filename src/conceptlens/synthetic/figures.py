@@ -1,0 +1,142 @@
+"""The figures of the synthetic study (matplotlib, Agg backend), drawn from the tidy tables.
+
+`loss_per_basis.png` (per-basis test MSE over training, moments (a)(b)(c) marked, baseline
+levels), `decodability.png` (TD layer x checkpoint), `umap.png` (the analysis layer at each
+moment), `patching.png` (source x target loss change), `head_importance.png`, `baselines.png`
+(error against number of examples, the final model on the same axes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from conceptlens.storage import atomic_path  # noqa: E402
+
+_MOMENT_STYLE = {"a": ":", "b": "--", "c": "-."}
+
+
+def _save(fig, path: Path) -> str:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path.name
+
+
+def loss_figure(loss: pd.DataFrame, moments: dict, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for basis, rows in loss.groupby("basis", sort=False):
+        ax.plot(rows.step, rows.mse, marker=".", label=basis)
+    colors = {"lasso": "grey", "ridge": "tan", "oracle": "black", "ols": "lightgrey"}
+    for name, level in moments.get("baseline_levels", {}).items():
+        if name == "ols" and level > 10 * loss.mse.max():
+            continue
+        ax.axhline(level, color=colors.get(name, "grey"), lw=0.8, ls="-", alpha=0.7)
+        ax.text(loss.step.max(), level, f" {name}", va="center", fontsize=7)
+    for moment, style in _MOMENT_STYLE.items():
+        if moments.get(moment) is not None:
+            ax.axvline(moments[moment], color="red", ls=style, lw=1)
+            ax.text(moments[moment], ax.get_ylim()[1] if ax.get_yscale() == "linear" else loss.mse.max(),
+                    f"({moment})", color="red", fontsize=8, ha="center", va="bottom")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"test MSE (predictions with ≥ {moments.get('eval_from_points', 5)} examples)")
+    ax.set_title("Decoding: per-basis error over training")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def decodability_figure(td: pd.DataFrame, moments: dict, path: Path) -> str:
+    mean = td.groupby(["layer", "step"]).td.mean().unstack("step")
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    image = ax.imshow(mean.values, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
+    ax.set_yticks(range(len(mean.index)), [str(l) for l in mean.index])
+    ticks = np.linspace(0, len(mean.columns) - 1, min(8, len(mean.columns))).round().astype(int)
+    ax.set_xticks(ticks, [str(mean.columns[t]) for t in ticks], fontsize=7)
+    ax.set_xlabel("checkpoint (step)")
+    ax.set_ylabel("layer")
+    ax.set_title("Encoding: concept decodability (kNN TD) per layer")
+    fig.colorbar(image, ax=ax, label="TD")
+    return _save(fig, path)
+
+
+def umap_figure(frame: pd.DataFrame, path: Path) -> str | None:
+    if frame.empty:
+        return None
+    moments = list(dict.fromkeys(frame.moment))
+    fig, axes = plt.subplots(1, len(moments), figsize=(3.6 * len(moments), 3.4), squeeze=False)
+    for ax, moment in zip(axes[0], moments):
+        rows = frame[frame.moment == moment]
+        for concept, group in rows.groupby("concept", sort=False):
+            ax.scatter(group.x, group.y, s=6, label=concept)
+        ax.set_title(f"({moment}) step {int(rows.step.iloc[0])}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=7, markerscale=2)
+    return _save(fig, path)
+
+
+def _matrix(ax, frame: pd.DataFrame, index: str, columns: str, title: str):
+    matrix = frame.pivot(index=index, columns=columns, values="loss_change")
+    order = list(dict.fromkeys(frame[index])) if index != "layer" else sorted(matrix.index)
+    matrix = matrix.loc[order]
+    if columns != "head":
+        matrix = matrix[list(dict.fromkeys(frame[columns]))]
+    bound = float(np.abs(matrix.values).max()) or 1.0
+    image = ax.imshow(matrix.values, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    ax.set_yticks(range(len(matrix.index)), [str(v) for v in matrix.index])
+    ax.set_xticks(range(len(matrix.columns)), [str(v) for v in matrix.columns])
+    ax.set_ylabel(index)
+    ax.set_xlabel(columns)
+    ax.set_title(title, fontsize=9)
+    return image
+
+
+def patching_figure(patching: pd.DataFrame, path: Path) -> str:
+    moments = list(dict.fromkeys(patching.moment))
+    fig, axes = plt.subplots(1, len(moments), figsize=(4 * len(moments), 3.6), squeeze=False)
+    for ax, moment in zip(axes[0], moments):
+        rows = patching[patching.moment == moment]
+        image = _matrix(ax, rows, "source", "target", f"{moment} (step {int(rows.step.iloc[0])}): loss change")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    return _save(fig, path)
+
+
+def heads_figure(heads: pd.DataFrame, path: Path) -> str:
+    concepts = list(dict.fromkeys(heads.concept))
+    fig, axes = plt.subplots(1, len(concepts), figsize=(2.6 * len(concepts), 3), squeeze=False)
+    for ax, concept in zip(axes[0], concepts):
+        image = _matrix(ax, heads[heads.concept == concept], "layer", "head", f"{concept}: pruning Δloss")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    return _save(fig, path)
+
+
+def baselines_figure(base: pd.DataFrame, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in base.groupby("baseline", sort=False):
+        curve = rows.groupby("n_examples").mse.mean()
+        style = {"lw": 2.2, "color": "red"} if name.startswith("model") else {"lw": 1}
+        ax.plot(curve.index, curve.values, marker=".", label=name, **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("number of in-context examples")
+    ax.set_ylabel("squared error of the next prediction")
+    ax.set_title("Model vs baselines")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def draw_all(run_dir: Path, loss, td, moments, base, patching, heads, umap_frame, config) -> list[str]:
+    run_dir = Path(run_dir)
+    names = [loss_figure(loss, moments, run_dir / "loss_per_basis.png"),
+             decodability_figure(td, moments, run_dir / "decodability.png"),
+             umap_figure(umap_frame, run_dir / "umap.png"),
+             patching_figure(patching, run_dir / "patching.png"),
+             heads_figure(heads, run_dir / "head_importance.png"),
+             baselines_figure(base, run_dir / "baselines.png")]
+    return [n for n in names if n]

@@ -1,0 +1,92 @@
+import torch
+
+from conceptlens.hooks import Trace, layout_for
+from conceptlens.synthetic.model import GPTConfig, RegressionGPT
+from conceptlens.synthetic.probes import head_importance, patching_matrix, representations
+from conceptlens.tasks.regression import make_task
+
+
+def _tiny(y_channel=False):
+    torch.manual_seed(0)
+    model = RegressionGPT(GPTConfig(n_dims=4, n_points=6, n_layers=2, n_heads=2, d_model=16, y_channel=y_channel))
+    task = make_task("sparse", n_dims=4, basis_dim=1, n_bases=4, n_points=6)
+    return model.eval(), task, task.test_set(12, seed=0)
+
+
+class TestModel:
+    def test_shapes_and_causality(self):
+        model, task, batch = _tiny()
+        pred = model(batch.xs, batch.ys)
+        assert pred.shape == batch.ys.shape
+        ys = batch.ys.clone()
+        ys[:, 3] += 5.0  # y_4 may only change predictions 5 and 6
+        changed = (model(batch.xs, ys) - pred).abs().amax(0) > 1e-6
+        assert changed.tolist() == [False, False, False, False, True, True]
+
+    def test_token_formats(self):
+        model, task, batch = _tiny()
+        tokens = model.tokens(batch.xs, batch.ys)
+        assert tokens.shape == (len(batch), 12, 4) and torch.equal(tokens[:, 1, 0], batch.ys[:, 0])
+        separate, _, _ = _tiny(y_channel=True)
+        tokens = separate.tokens(batch.xs, batch.ys)
+        assert tokens.shape[-1] == 5 and torch.equal(tokens[:, 1, 4], batch.ys[:, 0])
+        assert (tokens[:, 0, 4] == 0).all() and (tokens[:, 1, :4] == 0).all()
+
+
+class TestHooks:
+    def test_layout(self):
+        model, _, _ = _tiny()
+        layout = layout_for(model)
+        assert (layout.n_layers, layout.n_heads, layout.d_model) == (2, 2, 16)
+        assert layout.module_for("head_out", 1) is model.blocks[1].attn.out_proj
+
+    def test_capture_matches_manual_forward(self):
+        model, _, batch = _tiny()
+        with Trace(layout_for(model), ["blocks.0.resid_post", "blocks.1.head_out"]) as trace:
+            model(batch.xs, batch.ys)
+        tokens = model.tokens(batch.xs, batch.ys)
+        hidden = model.read_in(tokens) + model.position(torch.arange(tokens.shape[1]))
+        assert torch.allclose(trace.captured["blocks.0.resid_post"], model.blocks[0](hidden), atol=1e-6)
+        assert trace.captured["blocks.1.head_out"].shape == (len(batch), 12, 2, 8)
+
+    def test_stop_ends_the_forward(self):
+        model, _, batch = _tiny()
+        with Trace(layout_for(model), ["blocks.0.resid_post"], stop=True) as trace:
+            model(batch.xs, batch.ys)
+        assert "blocks.0.resid_post" in trace.captured
+
+
+class TestInterventions:
+    def test_representations_at_the_last_x_token(self):
+        model, _, batch = _tiny()
+        _, acts = representations(model, batch, [0, 1], "x")
+        with Trace(layout_for(model), ["blocks.1.resid_post"]) as trace:
+            model(batch.xs, batch.ys)
+        assert acts.shape == (2, len(batch), 16)
+        assert torch.allclose(acts[1], trace.captured["blocks.1.resid_post"][:, 10])
+
+    def test_self_patch_with_shift_changes_nothing(self):
+        model, task, batch = _tiny()
+        frame = patching_matrix(model, batch, 0, task.concept_names, mode="shift")
+        diagonal = frame[frame.source == frame.target]
+        assert diagonal.loss_change.abs().max() < 1e-6
+        assert frame[frame.source != frame.target].loss_change.abs().max() > 0
+
+    def test_single_sequence_concept_replace_is_identity(self):
+        model, task, batch = _tiny()
+        one = batch.select(torch.tensor([0, 12, 24, 36]))  # one sequence per concept: mean = itself
+        frame = patching_matrix(model, one, 1, task.concept_names, mode="replace")
+        assert frame[frame.source == frame.target].loss_change.abs().max() < 1e-6
+
+    def test_pruning_a_head_matches_zeroing_its_weights(self):
+        model, task, batch = _tiny()
+        table = head_importance(model, batch, task.concept_names, from_points=1)
+        assert len(table) == 2 * 2 * 4
+        row = table[(table["layer"] == 1) & (table["head"] == 0)]
+        proj = model.blocks[1].attn.out_proj
+        with torch.no_grad():
+            proj.weight[:, :8] = 0.0  # the input columns of head 0
+        errors = (model(batch.xs, batch.ys) - batch.ys)[:, 1:].pow(2).mean(1)
+        expected = torch.stack([errors[batch.concepts == c].mean() for c in range(4)])
+        assert torch.allclose(torch.tensor(row.loss_change.values + row.clean_loss.values, dtype=torch.float32),
+                              expected, atol=1e-5)
