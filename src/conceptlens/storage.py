@@ -20,12 +20,22 @@ import numpy as np
 from conceptlens.errors import ConceptLensError
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _umask_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)  # mkstemp makes files owner-only; results are ordinary files
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -199,6 +209,7 @@ class StreamingSafetensorsWriter:
         blob += b" " * ((8 - len(blob) % 8) % 8)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.fchmod(fd, _FILE_MODE)
         self._tmp = Path(tmp)
         self._handle = os.fdopen(fd, "wb")
         self._handle.write(len(blob).to_bytes(8, "little"))

@@ -22,8 +22,9 @@ import torch
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
 from conceptlens.hooks.components import ModelLayout, check_component
+from conceptlens.models.loader import input_device
 from conceptlens.storage import (StreamingSafetensorsWriter, load_tensors, save_tensors, verify_checksum,
-                                 write_json)
+                                 write_checksum, write_json)
 
 
 def hidden_state_point(layer: int, n_layers: int) -> str:
@@ -91,7 +92,7 @@ def forward_batch(model, layout: ModelLayout, batch: Sequence[Sequence[int]], po
     """One left-padded forward pass that stops after the last point; returns `{point: [batch, d]}`."""
     ids, mask, position_ids = left_pad(batch, pad_id)
     pos = padded_positions([len(r) for r in batch], positions, ids.shape[1])
-    device = next(model.parameters()).device
+    device = input_device(model)
     with Trace(layout, points, positions=pos, stop=True) as trace:
         model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
               use_cache=False)
@@ -127,16 +128,17 @@ def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[i
     """
     if not encoded:
         raise ConceptLensError("no prompts to capture.", "give at least one prompt.")
-    positions = [-1] * len(encoded) if positions is None else list(positions)
+    positions = [-1] * len(encoded) if positions is None else [int(p) for p in positions]  # numpy/torch ints too
     if len(positions) != len(encoded):
         raise ConceptLensError("one token position is needed per prompt.", "pass as many positions as prompts.")
+    padded_positions([len(row) for row in encoded], positions, 0)  # validate every position before writing
     layer_ids, points = component_points(layout, component, layers)
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: peak memory early
     shards = [order[i:i + shard_size] for i in range(0, len(order), shard_size)]
     parts = Path(str(out) + ".parts") if out else None
     if parts:
         parts.mkdir(parents=True, exist_ok=True)
-        fingerprint = _fingerprint(encoded, positions, points, model_name)
+        fingerprint = _fingerprint(encoded, positions, points, f"{model_name}|shard_size={shard_size}")
         manifest = parts / "manifest.json"
         if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") != fingerprint:
             shutil.rmtree(parts)  # a different job used this folder: start afresh
@@ -169,11 +171,13 @@ def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[i
         else:
             in_memory.append((shard, acts))
     if not parts:
-        total = torch.empty(len(layer_ids), len(encoded), in_memory[0][1].shape[-1])
+        total = torch.empty(len(layer_ids), len(encoded), *in_memory[0][1].shape[2:])  # head_out: [.., heads, d_head]
         for shard, acts in in_memory:
             total[:, shard] = acts
         return layer_ids, total
+    Path(str(out) + ".sha256").unlink(missing_ok=True)  # a stale sidecar must never vouch for a new file
     _assemble(parts, len(shards), len(encoded), layer_ids, Path(out), points)
+    write_checksum(out)  # readers verify it: an altered or truncated result is named, never used
     shutil.rmtree(parts)
     return layer_ids, Path(out)
 
@@ -188,13 +192,13 @@ def _assemble(parts: Path, n_shards: int, n_prompts: int, layer_ids: list[int], 
         verify_checksum(path)
         handles.append(safe_open(str(path), framework="pt"))
     indices = [h.get_tensor("index") for h in handles]
-    d_model = handles[0].get_slice("acts").get_shape()[-1]
-    writer = StreamingSafetensorsWriter(out, "activations", (len(layer_ids), n_prompts, d_model), "float32",
+    tail = tuple(handles[0].get_slice("acts").get_shape()[2:])  # (d_model,) or (heads, d_head)
+    writer = StreamingSafetensorsWriter(out, "activations", (len(layer_ids), n_prompts, *tail), "float32",
                                         extra={"layers": torch.tensor(layer_ids, dtype=torch.int64)},
                                         metadata={"points": ",".join(points), "format": "conceptlens.activations.v1"})
     try:
         for li in range(len(layer_ids)):
-            layer = torch.empty(n_prompts, d_model)
+            layer = torch.empty(n_prompts, *tail)
             for handle, index in zip(handles, indices):
                 layer[index] = handle.get_slice("acts")[li]
             writer.write(layer)
@@ -220,7 +224,7 @@ def load_activations(path: str | Path) -> tuple[torch.Tensor, list[int] | None]:
         if array.dtype == object or not np.issubdtype(array.dtype, np.number):
             raise ConceptLensError(f"{path} holds {array.dtype} data, not numbers.", "save a float array.")
         return torch.from_numpy(array.astype(np.float32)), None
-    tensors = load_tensors(path)
+    tensors = load_tensors(path, verify=Path(str(path) + ".sha256").exists())
     if "activations" not in tensors:
         raise ConceptLensError(f"{path} has no tensor named 'activations' (it has {sorted(tensors)}).",
                                "write it with `conceptlens capture`, or save your array under the key 'activations'.")

@@ -31,18 +31,29 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return input_device(self.model)
 
     @property
     def n_layers(self) -> int:
         return self.layout.n_layers
 
 
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where input ids must go: the embeddings' device (cpu when accelerate offloaded them to meta)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    weight = getattr(embeddings, "weight", None)
+    device = weight.device if weight is not None else next(model.parameters()).device
+    return torch.device("cpu") if device.type == "meta" else device
+
+
 def resolve_source(name: str) -> tuple[str, bool]:
     """Return (path or hub id, is_local)."""
     if name in EMBEDDED:
         return str(embedded_folder(name)), True
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError as exc:  # "~nosuchuser/..."
+        raise ConceptLensError(f"cannot expand '{name}' ({exc}).", "write the model folder's full path.") from exc
     if path.exists():
         if not (path / "config.json").exists():
             raise ConceptLensError(f"{path} is not a HuggingFace model folder (no config.json).",
@@ -65,6 +76,10 @@ def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: s
     if dtype not in DTYPES:
         raise ConceptLensError(f"unknown dtype '{dtype}'.", f"use one of {', '.join(DTYPES)}.")
     source, local = resolve_source(name)
+    if revision and local:  # a local folder has one set of weights: the revision would be silently ignored
+        raise ConceptLensError(f"revision '{revision}' was given for the local model {name}, which has no revisions.",
+                               "drop the revision, or pass each revision's own folder (e.g. --revisions /ckpt/step1000,"
+                               "/ckpt/step2000).")
     if trust_remote_code:
         warnings.warn(f"trust_remote_code=True: code shipped with {name} will run on this machine.", stacklevel=2)
     kwargs: dict = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code, "use_safetensors": True}
