@@ -115,7 +115,7 @@ def _check_finite(acts: torch.Tensor, where: str) -> None:
                                "load the model in float32 (--dtype float32) or check its weights.")
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: its tensors refuse in-place updates and autograd afterwards
 def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[int]], *,
                         positions: Sequence[int] | None = None, layers: Sequence[int] | None = None,
                         component: str = "resid_post", batch_size: int = 32, pad_id: int = 0,
@@ -145,7 +145,7 @@ def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[i
             parts.mkdir(parents=True)
         write_json(manifest, {"fingerprint": fingerprint, "points": points, "n_prompts": len(encoded)})
     task = progress.add_task("capture", total=len(encoded), info="") if progress else None
-    in_memory: list[tuple[list[int], torch.Tensor]] = []
+    total: torch.Tensor | None = None  # in memory: filled batch by batch, never held twice
     for shard_id, shard in enumerate(shards):
         shard_path = parts / f"shard_{shard_id:05d}.safetensors" if parts else None
         if shard_path and shard_path.exists():
@@ -161,19 +161,22 @@ def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[i
             rows = shard[start:start + batch_size]
             captured = forward_batch(model, layout, [encoded[i] for i in rows], [positions[i] for i in rows],
                                      points, pad_id)
-            chunks.append(torch.stack([captured[p] for p in points]))  # [layers, batch, d]
+            stacked = torch.stack([captured[p] for p in points])  # [layers, batch, d]
+            if shard_path:
+                chunks.append(stacked)
+            else:
+                if total is None:  # head_out: [layers, prompts, heads, d_head]
+                    total = torch.empty(len(layer_ids), len(encoded), *stacked.shape[2:])
+                total[:, rows] = stacked
             if progress:
                 progress.advance(task, len(rows))
-        acts = torch.cat(chunks, dim=1)
-        _check_finite(acts, f"prompts of shard {shard_id}")
         if shard_path:
+            acts = torch.cat(chunks, dim=1)
+            _check_finite(acts, f"prompts of shard {shard_id}")
             save_tensors(shard_path, {"acts": acts, "index": torch.tensor(shard)}, checksum=True)
         else:
-            in_memory.append((shard, acts))
+            _check_finite(total[:, shard], f"prompts of shard {shard_id}")
     if not parts:
-        total = torch.empty(len(layer_ids), len(encoded), *in_memory[0][1].shape[2:])  # head_out: [.., heads, d_head]
-        for shard, acts in in_memory:
-            total[:, shard] = acts
         return layer_ids, total
     Path(str(out) + ".sha256").unlink(missing_ok=True)  # a stale sidecar must never vouch for a new file
     _assemble(parts, len(shards), len(encoded), layer_ids, Path(out), points)

@@ -44,7 +44,14 @@ def read_labels(path: Path) -> list:
     if not path.exists():
         raise ConceptLensError(f"labels file {path} does not exist.", "check the path.")
     if path.suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:  # object arrays (pickles) and damaged files
+            raise ConceptLensError(f"{path} is not a plain .npy array of labels ({exc}).",
+                                   "save the labels with numpy.save as ints or strings, or as a text file.") from exc
+        if array.ndim != 1:
+            raise ConceptLensError(f"{path} holds labels shaped {array.shape}; one label per prompt (1-D) is needed.",
+                                   "save a 1-D array of labels, one per activation row.")
         return array.tolist()
     try:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -109,11 +116,15 @@ def decodability(
 
     if k < 1:
         raise ConceptLensError(f"--k must be a positive integer, got {k}.", "use e.g. --k 10.")
+    if n_boot < 1:
+        raise ConceptLensError(f"--n-boot must be a positive integer, got {n_boot}.", "use e.g. --n-boot 1000.")
     array, layer_ids = load_activations(acts)
     label_list = read_labels(labels)
     result = task_decodability(array, label_list, k=k, layers=layer_ids)
     ci = bootstrap_ci(result, n_boot=n_boot, seed=seed)
-    heldout = heldout_layer_choice(array, label_list, k=k, seed=seed, layers=result.layers) if array.ndim == 3 and len(label_list) >= 4 * (k + 1) else None
+    # the held-out choice needs k + 1 points of every concept in each half; otherwise it is left out
+    halves_fit = min(np.unique(np.asarray(label_list), return_counts=True)[1]) >= 2 * (k + 1)
+    heldout = heldout_layer_choice(array, label_list, k=k, seed=seed, layers=result.layers) if array.ndim == 3 and halves_fit else None
     control = shuffled_control(array, label_list, k=k, seed=seed, layers=result.layers)
     best_index = result.layers.index(result.best_layer)
     pair_index = best_index if pairwise_layer is None else result.layers.index(pairwise_layer) if pairwise_layer in result.layers else None

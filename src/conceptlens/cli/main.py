@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -23,10 +24,22 @@ def main() -> None:
     try:
         app()
     except ConceptLensError as exc:
-        console.print(f"[bold red]error:[/] {exc.problem}")
-        if exc.fix:
-            console.print(f"[bold]fix:[/] {exc.fix}")
-        sys.exit(2)
+        _report(exc)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # atomic writes left every earlier result whole; say so instead of printing a traceback
+        _report(ConceptLensError(f"the disk is full (writing {exc.filename or 'a result'}); earlier results are intact.",
+                                 "free some space (or choose another --out), then rerun the same command to resume."))
+
+
+def _report(exc: ConceptLensError) -> None:
+    from rich.markup import escape  # messages quote shapes like [layers, N, d]: not rich markup
+
+    console.print(f"[bold red]error:[/] {escape(exc.problem)}")
+    if exc.fix:
+        console.print(f"[bold]fix:[/] {escape(exc.fix)}")
+    sys.exit(2)
 
 
 if __name__ == "__main__":

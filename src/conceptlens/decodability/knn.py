@@ -59,7 +59,10 @@ def encode_labels(labels: Sequence, n_points: int, k: int) -> tuple[np.ndarray, 
 def neighbours(points: np.ndarray, k: int) -> np.ndarray:
     """Indices `[N, k]` of each point's k nearest *other* points, nearest first (float64)."""
     squared = np.einsum("nd,nd->n", points, points)
-    dist = squared[:, None] + squared[None, :] - 2.0 * points @ points.T
+    dist = points @ points.T  # one [N, N] buffer, updated in place (scikit-learn's order of operations)
+    dist *= -2.0
+    dist += squared[:, None]
+    dist += squared[None, :]
     np.maximum(dist, 0, out=dist)
     np.fill_diagonal(dist, np.inf)  # never one's own neighbour
     part = np.argpartition(dist, k - 1, axis=1)[:, :k]

@@ -81,10 +81,14 @@ def _generic_spec(model: nn.Module, n_layers: int) -> ArchitectureSpec:
                                "add a row for this architecture to conceptlens.hooks.components.ARCHITECTURES.")
     block = names[blocks][0]
     sub = dict(block.named_modules())
-    attn = next((n for n in sub if n and "." not in n and ("attn" in n.lower() or "attention" in n.lower())), None)
-    mlp = next((n for n in sub if n and "." not in n and ("mlp" in n.lower() or "feed_forward" in n.lower())), None)
-    proj = next((f"{attn}.{n}" for n in ("o_proj", "out_proj", "dense", "c_proj")
-                 if attn and f"{attn}.{n}" in sub), None)
+    children = [n for n in sub if n and "." not in n and not any(w in n.lower() for w in ("norm", "drop"))]
+    projections = ("o_proj", "out_proj", "dense", "c_proj")
+    # the attention module is the child that owns an output projection (GPT-NeoX lists norms and
+    # dropouts named post_attention_* / post_mlp_* before its `attention` and `mlp`)
+    attn = next((n for n in children if ("attn" in n.lower() or "attention" in n.lower())
+                 and any(f"{n}.{p}" in sub for p in projections)), None)
+    mlp = next((n for n in children if "mlp" in n.lower() or "feed_forward" in n.lower()), None)
+    proj = next((f"{attn}.{n}" for n in projections if attn and f"{attn}.{n}" in sub), None)
     parent = blocks.rsplit(".", 1)[0] if "." in blocks else ""
     norm = next((f"{parent}.{n}".lstrip(".") for n in ("norm", "final_layer_norm", "ln_f", "final_norm")
                  if _has(model, f"{parent}.{n}".lstrip("."))), None)

@@ -26,6 +26,7 @@ class ReproduceSettings(BaseModel):
     seed: int = 0
     synthetic_config: str = "quick"
     synthetic_overrides: list[str] = Field(default_factory=list)
+    synthetic_shipped: str | None = None  # analyse a checkpoint series shipped in the package instead of training
     synthetic_analyze: dict = Field(default_factory=dict)
     families: list[str] = Field(default_factory=lambda: ["pos", "bitwise"])
     shots: list[int] = Field(default_factory=lambda: [1, 4, 10])
@@ -44,7 +45,7 @@ class ReproduceSettings(BaseModel):
 def preset(name: str, **overrides) -> ReproduceSettings:
     """`quick`: 2 CPU cores, about 15 minutes; `full`: the paper's settings, for a GPU."""
     if name == "quick":
-        base = ReproduceSettings(synthetic_config="quick", prompts_per_concept=30, intervention_prompts=20,
+        base = ReproduceSettings(synthetic_config="quick", synthetic_shipped="quick-seed0", prompts_per_concept=30, intervention_prompts=20,
                                  intervention_replicates=3, finetune_train_samples=240, finetune_prompts=20,
                                  synthetic_analyze={"max_checkpoints": 12, "sequences_per_basis": 100})
     elif name == "full":
@@ -80,6 +81,11 @@ def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
 
     def synthetic_train(folder: Path) -> None:
         from conceptlens.synthetic import load_config, train
+        from conceptlens.synthetic.shipped import copy_shipped_run, shipped_runs
+
+        if settings.synthetic_shipped and settings.synthetic_shipped in shipped_runs():
+            copy_shipped_run(settings.synthetic_shipped, folder)
+            return
 
         config = load_config(settings.synthetic_config, settings.synthetic_overrides + [f"seed={settings.seed}"])
         train(config, folder, resume=True)
@@ -154,6 +160,12 @@ def reproduce(settings: ReproduceSettings, out: str | Path, only: set[str] | Non
     from conceptlens.storage import write_json
 
     out = Path(out)
+    unknown = sorted(set(only or ()) - {stage.name for stage in build_stages(settings, out)})
+    if unknown:  # before anything is written: a typo must not look like a finished study
+        from conceptlens.errors import ConceptLensError
+
+        raise ConceptLensError(f"unknown stage(s) {unknown}.",
+                               f"use names from: {', '.join(s.name for s in build_stages(settings, out))}.")
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "settings.json"
     if settings_path.exists():

