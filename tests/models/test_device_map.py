@@ -172,9 +172,6 @@ def test_split_between_gpu_and_cpu_matches_unsplit(tiny_folder, reference):
     torch.testing.assert_close(edited, ref_edited, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="capture.forward_batch sends the ids to next(model.parameters()).device, which is 'meta' "
-                          "when the embeddings are offloaded; it should use the embeddings' execution device")
 def test_capture_with_offloaded_embeddings(tiny_folder, reference):
     lm = load_model(str(tiny_folder), device_map=_disk_map({"model.embed_tokens", "model.layers.1"}))
     _, acts = _capture(lm)
