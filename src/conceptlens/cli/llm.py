@@ -3,3 +3,210 @@
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+# ---- finetune / compare (layer-selective finetuning, paper 4.4) -------------------------------
+
+from pathlib import Path  # noqa: E402  (kept inside this section: other sections own the file head)
+from typing import Optional  # noqa: E402
+
+
+def finetune_command(
+    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    family: str = typer.Option(..., help="pos | bitwise | a folder of concept files"),
+    layers: str = typer.Option(..., help="blocks to train: first:N, last:N, A-B (inclusive, 0-based) or one index"),
+    out: Path = typer.Option(..., help="run folder (config, adapter, before/, after/, figures)"),
+    method: str = typer.Option("lora", help="lora | full (full: all weights of the chosen blocks)"),
+    rank: int = typer.Option(16, min=1, help="LoRA rank"),
+    alpha: float = typer.Option(16.0, help="LoRA alpha"),
+    dropout: float = typer.Option(0.1, help="LoRA dropout"),
+    train_samples: int = typer.Option(600, min=1, help="k-shot training prompts (over the concepts, Null left out)"),
+    epochs: int = typer.Option(1, min=1),
+    lr: float = typer.Option(2e-4, help="peak learning rate (linear warm-up and decay)"),
+    batch_size: int = typer.Option(8, min=1),
+    shots: int = typer.Option(4, min=0, help="demonstrations per prompt, in training and evaluation"),
+    prompts_per_concept: int = typer.Option(100, help="evaluation prompts per concept (before and after)"),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="continue a killed run in --out"),
+    before_run: Optional[Path] = typer.Option(None, help="reuse the pretrained study of this `llm run` folder"),
+    checkpoint_every: int = typer.Option(25, min=1, help="optimizer steps between checkpoints"),
+    evaluations: int = typer.Option(4, min=0, help="held-out accuracy checks during training (0: none)"),
+    revision: Optional[str] = typer.Option(None, help="hub revision"),
+    dtype: str = typer.Option("float32"),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Finetune only some layers (LoRA or full), then TD and accuracy before vs after."""
+    from conceptlens.cli.common import console, progress_bar
+    from conceptlens.llm.finetune import finetune
+    from conceptlens.llm.finetune_layers import parse_layer_range
+    from conceptlens.models import load_model
+    from conceptlens.tasks.registry import load_family
+
+    train_family = load_family(family, split="train", seed=seed)
+    test_family = load_family(family, split="test", seed=seed)
+    lm = load_model(model, revision=revision, dtype=dtype, device=device)
+    parse_layer_range(layers, lm.n_layers)
+    with progress_bar() as bar:
+        summary = finetune(lm, family, train_family, test_family, layers=layers, method=method, rank=rank, alpha=alpha,
+                           dropout=dropout, train_samples=train_samples, epochs=epochs, lr=lr, batch_size=batch_size,
+                           shots=shots, prompts_per_concept=prompts_per_concept, seed=seed, out=out, resume=resume,
+                           progress=bar, before_run=before_run, checkpoint_every=checkpoint_every,
+                           evaluations=evaluations)
+    b, a = summary["before"], summary["after"]
+    console.print(f"TD at layer {summary['layer']}: {b['td_mean']:.2f} -> {a['td_mean']:.2f}; "
+                  f"accuracy {b['acc_mean']:.1f}% -> {a['acc_mean']:.1f}% ({shots}-shot, Null excluded)")
+    console.print(f"wrote {out}/summary.json, td_before_after.png, before/, after/")
+
+
+def compare_command(
+    runs: list[Path] = typer.Argument(..., help="`llm run` (pretrained or --state-concept) and `llm finetune` folders"),
+    out: Path = typer.Option(..., help="folder for comparison.md, comparison.csv, comparison.png"),
+    shots: int = typer.Option(4, help="which shots to compare"),
+) -> None:
+    """The paper's finetuning table: pretrained vs first/last layers vs concept stated, beside the paper."""
+    from conceptlens.cli.common import console
+    from conceptlens.llm.compare import compare_runs, markdown_table
+
+    table = compare_runs(runs, out, shots=shots)
+    console.print(markdown_table(table), soft_wrap=True, markup=False, highlight=False)
+    console.print(f"wrote {out}/comparison.md, comparison.csv, comparison.png")
+
+
+app.command("finetune")(finetune_command)
+app.command("compare")(compare_command)
+# ---- end finetune / compare --------------------------------------------------------------------
+
+
+# ---- intervene (causal interventions at the query token, paper 4.3) ----------------------------
+
+from pathlib import Path  # noqa: E402,F811  (this section does not rely on the others' imports)
+from typing import Optional  # noqa: E402,F811
+
+
+def intervene(
+    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    family: str = typer.Option(..., help="pos | bitwise | a folder of concept files (with a Null concept)"),
+    layer: str = typer.Option("best", help="HF hidden-state layer L, a sweep L1,L2,..., or 'best'"),
+    shots: int = typer.Option(4, help="demonstrations per prompt"),
+    prompts_per_concept: int = typer.Option(25, help="evaluated prompts per concept and replicate (also the held-out prompts per concept for the means)"),
+    replicates: int = typer.Option(5, help="replicates, each with fresh demonstrations"),
+    mode: str = typer.Option("replace", help="replace | add (add: concept mean minus the mean of all concept means)"),
+    from_run: Optional[Path] = typer.Option(None, help="`llm run` folder whose summary.json gives the best layer"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(..., help="run folder for interventions.csv, _summary.csv, .png, .json"),
+    separator: str = typer.Option(" ->", help="text between input and answer; the edit hits its last token"),
+    answer_prefix: str = typer.Option(" ", help="text before each demonstration's answer (use '' with --separator ' -> ' "
+                                               "to end the query on the answer's leading space)"),
+    batch_size: int = typer.Option(16, min=1),
+    revision: Optional[str] = typer.Option(None, help="hub revision"),
+    dtype: str = typer.Option("float32"),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Replace (or add) the query-token activation by a concept mean: positive vs Null accuracy change."""
+    from conceptlens.cli.common import console, parse_int_list, progress_bar
+    from conceptlens.errors import ConceptLensError
+    from conceptlens.llm.intervention_report import summarize
+    from conceptlens.llm.intervention_run import run_interventions
+    from conceptlens.models import load_model
+    from conceptlens.prompts import PromptFormat
+    from conceptlens.tasks.registry import load_family
+
+    if not separator.strip():
+        raise ConceptLensError("--separator must contain a visible character.", "use e.g. --separator ' ->'.")
+    fmt = PromptFormat(separator=separator, answer_prefix=answer_prefix)
+    layers = "best" if layer.strip().lower() == "best" else parse_int_list(layer)
+    if layers is None:
+        raise ConceptLensError("--layer all is not supported (one generation pass per layer).",
+                               "give one layer, a list such as 10,14,18, or best.")
+    means_family = load_family(family, split="train", seed=seed)  # held-out: the means never see test examples
+    test_family = load_family(family, split="test", seed=seed)
+    lm = load_model(model, revision=revision, dtype=dtype, device=device)
+    with progress_bar() as bar:
+        frame = run_interventions(lm, family, test_family, layers, shots=shots, prompts_per_concept=prompts_per_concept,
+                                  replicates=replicates, mode=mode, seed=seed, means_family=means_family,
+                                  from_run=from_run, batch_size=batch_size, fmt=fmt, out=out, progress=bar)
+    summary = summarize(frame)
+    for (layer_id, condition), part in summary.groupby(["layer", "condition"], sort=False):
+        effects = ", ".join(f"{r.concept} {100 * r.mean_change:+.1f}" for r in part.itertuples())
+        console.print(f"layer {layer_id} {condition}: {effects} (accuracy points, mean of {replicates} replicates)")
+    console.print(f"wrote {out}/interventions.csv, interventions_summary.csv, interventions.png, interventions.json")
+
+
+app.command("intervene")(intervene)
+# ---- end intervene -----------------------------------------------------------------------------
+
+
+# ---- run (the encoding study: TD x layers x shots, ICL accuracy, checkpoint series; paper 4.1-4.2) ----
+
+from pathlib import Path  # noqa: E402,F811  (this section does not rely on the others' imports)
+from typing import Optional  # noqa: E402,F811
+
+def run(
+    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    family: str = typer.Option(..., help="pos | bitwise | a folder with one .json/.jsonl file per concept"),
+    shots: str = typer.Option("1,4,10", help="comma-separated numbers of demonstrations"),
+    prompts_per_concept: int = typer.Option(100, help="prompts per concept and shots value (paper: 100)"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(..., help="run folder (tables, figures, summary.json, activations per shots)"),
+    revisions: Optional[str] = typer.Option(None, help="comma-separated hub revisions or local folders: one study each, "
+                                                       "in training order, into OUT/revision=<r>/"),
+    state_concept: bool = typer.Option(False, help="state the concept in the prompt (the paper's prompting variant)"),
+    split: str = typer.Option("test", help="family split the prompts come from: test | train | all"),
+    null: bool = typer.Option(True, help="add the Null concept"),
+    k: int = typer.Option(10, min=1, help="neighbours in the kNN vote of TD"),
+    batch_size: int = typer.Option(16, min=1),
+    dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16 | auto"),
+    device: Optional[str] = typer.Option(None),
+    device_map: Optional[str] = typer.Option(None, help="'auto' to spread a large model over devices"),
+    trust_remote_code: bool = typer.Option(False, help="run code shipped with the model (only for models you trust)"),
+) -> None:
+    """TD per layer x shots x concept, ICL accuracy, accuracy vs TD, pairwise TD and UMAP (resumable)."""
+    from conceptlens.cli.common import console, parse_int_list, progress_bar
+    from conceptlens.errors import ConceptLensError
+    from conceptlens.llm.series import run_checkpoint_series
+    from conceptlens.llm.study import check_settings, run_study
+    from conceptlens.models import load_model
+    from conceptlens.tasks.registry import load_family
+
+    shot_list = parse_int_list(shots)
+    if not shot_list:
+        raise ConceptLensError(f"--shots '{shots}' names no shots value.", "pass e.g. --shots 1,4,10.")
+    task_family = load_family(family, split=split, seed=seed, null=null)
+    check_settings(task_family, shot_list, prompts_per_concept, k)
+    settings = {"split": split, "null": null, "family_source": family}
+
+    def load(revision: str | None = None):
+        if revision and Path(revision).expanduser().exists():
+            return load_model(revision, dtype=dtype, device=device, device_map=device_map,
+                              trust_remote_code=trust_remote_code)
+        return load_model(model, revision=revision, dtype=dtype, device=device, device_map=device_map,
+                          trust_remote_code=trust_remote_code)
+
+    family_name = task_family.name
+    if revisions:
+        names = [r.strip() for r in revisions.split(",") if r.strip()]
+        with progress_bar() as bar:
+            table = run_checkpoint_series(load, names, family_name, task_family, shot_list, prompts_per_concept, seed,
+                                          out, state_concept=state_concept, k=k, progress=bar, batch_size=batch_size,
+                                          settings=settings)
+        largest = table[table.shots == max(shot_list)]
+        for row in largest.itertuples():
+            console.print(f"{row.revision}: mean TD {row.mean_td:.2f} (layer {row.best_layer}), accuracy {row.accuracy:.2f}")
+        console.print(f"wrote {out}/checkpoint_series.csv, checkpoint_series.png and one folder per revision")
+        return
+    lm = load()
+    with progress_bar() as bar:
+        summary = run_study(lm, family_name, task_family, shot_list, prompts_per_concept, seed, out,
+                            state_concept=state_concept, k=k, progress=bar, batch_size=batch_size, settings=settings)
+    for s, stats in summary["per_shots"].items():
+        console.print(f"{s} shots: mean TD {stats['td_best_layer']:.2f} at layer {summary['best_layer']} "
+                      f"(peak {stats['td_peak']:.2f} at {stats['td_peak_layer']}), accuracy {stats['accuracy_mean']:.2f}")
+    r2 = summary["r2"]
+    console.print(f"best layer {summary['best_layer']} of {summary['n_layers']} (held out: {summary['best_layer_heldout']}, "
+                  f"TD {summary['td_heldout']:.2f}); R² accuracy vs TD "
+                  + ("n/a" if r2 is None else f"{r2:.2f}"))
+    console.print(f"wrote {out}/summary.json, decodability.csv, accuracy.csv, pairwise.csv and figures")
+
+
+app.command("run")(run)
+# ---- end run -------------------------------------------------------------------------------------

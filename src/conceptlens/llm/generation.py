@@ -80,7 +80,8 @@ def greedy_answers(lm: LoadedModel, prompts: list[Prompt], *, batch_size: int = 
     `capture_layers` are HF hidden-state indices (0..n_layers); their values at the last `role`
     token come back as `activations [layers, N, d_model]` (float32, CPU). `edits` maps a
     canonical point to `fn(hidden [batch, seq, d], positions [batch]) -> hidden`, applied in the
-    prefill with `positions` = the `role` token of each row (padded coordinates).
+    prefill with `positions` = the `role` token of each row (padded coordinates). Batches hold
+    prompts sorted by length, not in input order: give an edit one vector for every row.
     """
     if not prompts:
         raise ConceptLensError("no prompts to generate from.", "give at least one prompt.")

@@ -155,7 +155,11 @@ def _umap_table(acts_by_step: dict, moments: dict, layer: int, labels: list[str]
         if step is None or step not in acts_by_step:
             continue
         points = acts_by_step[step][layer].numpy()
-        embedding = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=0).fit_transform(points)
+        threads = torch.get_num_threads()  # numba's first parallel call resets OpenMP's (and torch's) thread count
+        try:
+            embedding = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=0).fit_transform(points)
+        finally:
+            torch.set_num_threads(threads)
         frames.append(pd.DataFrame({"moment": moment, "step": step, "concept": labels,
                                     "x": embedding[:, 0], "y": embedding[:, 1]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(

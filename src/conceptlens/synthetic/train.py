@@ -213,7 +213,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
         return record
 
     record: dict = {}
-    if start == 0:
+    if point is None:  # a fresh start (resuming from step 0 keeps its record: logging it again would double it)
         record = log(0)
         _save_checkpoint(run_dir, 0, model, optimizer, {"loss_sum": 0.0, "loss_count": 0, "elapsed_s": 0.0}, config)
     model.train()

@@ -1,0 +1,42 @@
+"""One name for every task family: "pos", "bitwise", or the path of a user family folder.
+
+`load_family(name, split)` returns the split the study runs on (default "test"; "train" is for
+finetuning, "all" for both). DECISION: a user folder splits per concept, 80/20, by seed, like
+the built-in families, so finetuning never trains on the prompts the study reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conceptlens.errors import ConceptLensError
+from conceptlens.tasks.family import TaskFamily
+
+BUILTIN = ("pos", "bitwise")
+SPLITS = ("train", "test", "all")
+
+
+def load_family(name: str, split: str = "test", seed: int = 0, null: bool = True) -> TaskFamily:
+    """The `split` of family `name` ("pos", "bitwise" or a folder of concept files)."""
+    if split not in SPLITS:
+        raise ConceptLensError(f"unknown split '{split}'.", f"use one of {', '.join(SPLITS)}.")
+    if name == "pos":
+        from conceptlens.tasks.pos import pos_family
+
+        return pos_family(split=split, seed=seed, null=null)
+    if name == "bitwise":
+        from conceptlens.tasks.bitwise import bitwise_family
+
+        family = bitwise_family(seed=seed, null=null)
+    elif name.startswith((".", "~")) or "/" in name or "\\" in name or Path(name).exists():
+        from conceptlens.tasks.user_family import user_family
+
+        family = user_family(name, null=null, seed=seed)
+    else:
+        raise ConceptLensError(f"unknown task family '{name}'.",
+                               f"use one of {', '.join(BUILTIN)}, or the path of a folder with one "
+                               ".json/.jsonl file of input/output pairs per concept.")
+    if split == "all":
+        return family
+    train, test = family.split(seed)
+    return train if split == "train" else test
