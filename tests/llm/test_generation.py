@@ -72,6 +72,13 @@ class TestGreedy:
             torch.testing.assert_close(single.activations[:, 0], batched.activations[:, i], atol=1e-5, rtol=1e-5)
         assert len({c for c in batched.completions}) > 1  # the tiny model does not answer one constant
 
+    def test_completions_do_not_depend_on_the_other_prompts_of_the_batch(self, lm):
+        """Each prompt gets its own token budget (from its own answer), whatever the batch holds."""
+        prompts = mixed_prompts(10, seed=1)  # answers of 2 to 9 characters
+        batched = greedy_answers(lm, prompts, batch_size=10)
+        for i, prompt in enumerate(prompts):
+            assert greedy_answers(lm, [prompt]).completions[0] == batched.completions[i]
+
     def test_captured_token_is_the_query_separator_under_left_padding(self, lm):
         """Activations at the role position equal a plain unpadded forward pass at that token."""
         prompts = mixed_prompts(6, seed=2)

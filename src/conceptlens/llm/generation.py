@@ -65,10 +65,14 @@ def stop_token_ids(tokenizer, newline: str = "\n") -> list[int]:
     return _STOP_CACHE[key]
 
 
-def _answer_budget(tokenizer, prompts: Sequence[Prompt]) -> int:
-    """New tokens enough for the longest answer plus its newline (and 2 spare)."""
-    longest = max(len(tokenizer(p.completion, add_special_tokens=False)["input_ids"]) for p in prompts)
-    return longest + 2
+def answer_budgets(tokenizer, prompts: Sequence[Prompt]) -> list[int]:
+    """Per prompt, new tokens enough for its answer and newline (as tokenized alone), plus 2 spare.
+
+    Each row is cut at its own budget, so a completion never depends on the other prompts of its
+    batch; the exact-match verdict does not depend on the budget at all (an answer followed by
+    anything but the newline is wrong however long the completion runs).
+    """
+    return [len(tokenizer(p.completion, add_special_tokens=False)["input_ids"]) + 2 for p in prompts]
 
 
 @torch.inference_mode()
@@ -97,10 +101,11 @@ def greedy_answers(lm: LoadedModel, prompts: list[Prompt], *, batch_size: int = 
         encoded.append(ids)
         positions.append(role_position(roles, role))
     limit = getattr(model.config, "max_position_embeddings", None)
-    budget = max_new_tokens or _answer_budget(tokenizer, prompts)
-    if limit and max(len(row) for row in encoded) + budget > limit:
-        raise ConceptLensError(f"a prompt of {max(len(r) for r in encoded)} tokens plus {budget} new tokens exceeds "
-                               f"the model's context of {limit}.", "use fewer shots.")
+    budgets = [max_new_tokens] * len(prompts) if max_new_tokens else answer_budgets(tokenizer, prompts)
+    longest = max(len(row) + budget for row, budget in zip(encoded, budgets))
+    if limit and longest > limit:
+        raise ConceptLensError(f"a prompt plus its new tokens needs {longest} positions, beyond the model's context "
+                               f"of {limit}.", "use fewer shots.")
     stops = stop_token_ids(tokenizer, newline)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[-1]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first: peak memory early
@@ -115,11 +120,12 @@ def greedy_answers(lm: LoadedModel, prompts: list[Prompt], *, batch_size: int = 
         pos = padded_positions([len(r) for r in batch], [positions[i] for i in rows], ids.shape[1])
         with Trace(lm.layout, points, positions=pos, edits=edits, stop=False) as trace:
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                 max_new_tokens=budget, eos_token_id=stops, pad_token_id=pad_id,
+                                 max_new_tokens=max(budgets[i] for i in rows), eos_token_id=stops, pad_token_id=pad_id,
                                  num_beams=1, temperature=None, top_p=None, top_k=None)
         new = out[:, ids.shape[1]:].cpu()
         for row, tokens in zip(rows, new):
-            completions[row] = first_line(tokenizer.decode(tokens, skip_special_tokens=True), newline)
+            text = tokenizer.decode(tokens[:budgets[row]], skip_special_tokens=True)
+            completions[row] = first_line(text, newline)
         if points:
             missing = [p for p in points if p not in trace.captured]
             if missing:
