@@ -24,8 +24,9 @@ MOMENTS = fault_inject.kill_moments(seed=0, n=5)
 FAST = {2}  # the index of the moment that runs in CI (the middle one)
 
 
-def moment_params():
-    return [pytest.param(i, id=f"kill{i}@{MOMENTS[i]:.2f}", marks=() if i in FAST else pytest.mark.slow)
+def moment_params(fast: set[int] = FAST):
+    """The five moments as test parameters; those not in `fast` are marked slow (`fast=set()`: all)."""
+    return [pytest.param(i, id=f"kill{i}@{MOMENTS[i]:.2f}", marks=() if i in fast else pytest.mark.slow)
             for i in range(len(MOMENTS))]
 
 

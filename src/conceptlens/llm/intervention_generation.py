@@ -20,7 +20,7 @@ import torch
 from conceptlens.activations.capture import left_pad
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
-from conceptlens.llm.generation import GenerationResult, first_line, stop_token_ids
+from conceptlens.llm.generation import GenerationResult, answer_budgets, first_line, stop_token_ids
 from conceptlens.llm.interventions import Intervention, query_positions
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import Prompt
@@ -92,7 +92,8 @@ def answers_under_edits(lm: LoadedModel, prompts: list[Prompt], conditions: dict
     newline = prompts[0].format.newline
     stops = set(stop_token_ids(tokenizer, newline))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops)
-    budget = max_new_tokens or 2 + max(len(tokenizer(p.completion, add_special_tokens=False)["input_ids"]) for p in prompts)
+    budgets = [max_new_tokens] * len(prompts) if max_new_tokens else answer_budgets(tokenizer, prompts)
+    budget = max(budgets)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and max(len(r) for r in encoded) + budget > limit:
         raise ConceptLensError(f"a prompt of {max(len(r) for r in encoded)} tokens plus {budget} new tokens exceeds "
@@ -123,9 +124,9 @@ def answers_under_edits(lm: LoadedModel, prompts: list[Prompt], conditions: dict
                 condition[point].calls += 1
                 condition[point].touched = part.touched
             new = _decode(lm, step.logits[:, -1].float().cpu(), _cache_of(step), mask,
-                          position_ids[:, -1] + 1, budget, stops)
+                          position_ids[:, -1] + 1, max(budgets[i] for i in rows), stops)
             for row, tokens in zip(rows, new):
-                completions[key][row] = first_line(tokenizer.decode(tokens, skip_special_tokens=True), newline)
+                completions[key][row] = first_line(tokenizer.decode(tokens[:budgets[row]], skip_special_tokens=True), newline)
         if progress is not None and task is not None:
             progress.advance(task, len(rows))
     return {key: GenerationResult(done, np.array([c == p.answer.strip() for c, p in zip(done, prompts)], dtype=bool),
