@@ -46,7 +46,7 @@ def preset(name: str, **overrides) -> ReproduceSettings:
     """`quick`: 2 CPU cores, about 15 minutes; `full`: the paper's settings, for a GPU."""
     if name == "quick":
         base = ReproduceSettings(synthetic_config="quick", synthetic_shipped="quick-seed0", prompts_per_concept=24,
-                                 intervention_prompts=12, intervention_replicates=3, finetune_train_samples=48,
+                                 intervention_prompts=24, intervention_replicates=3, finetune_train_samples=48,
                                  finetune_prompts=24, synthetic_analyze={"max_checkpoints": 10, "sequences_per_basis": 100})
     elif name == "full":
         base = ReproduceSettings(synthetic_config="paper")
