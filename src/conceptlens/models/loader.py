@@ -81,7 +81,7 @@ def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: s
                                "drop the revision, or pass each revision's own folder (e.g. --revisions /ckpt/step1000,"
                                "/ckpt/step2000).")
     if trust_remote_code:
-        warnings.warn(f"trust_remote_code=True: code shipped with {name} will run on this machine.", stacklevel=2)
+        warnings.warn(f"trust_remote_code is on: code shipped with {name} will run on this machine.", stacklevel=2)
     kwargs: dict = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code, "use_safetensors": True}
     if revision and not local:
         kwargs["revision"] = revision
