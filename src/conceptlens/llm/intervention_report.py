@@ -30,7 +30,7 @@ def summarize(frame: pd.DataFrame, td: pd.DataFrame | None = None) -> pd.DataFra
                     baseline_accuracy=("baseline", "mean"), edited_accuracy=("accuracy", "mean"),
                     n_replicates=("replicate", "nunique"))
                .reset_index())
-    summary[["mean_change", "std_change"]] = summary[["mean_change", "std_change"]].round(6)  # no -2.8e-18
+    summary[["mean_change", "std_change"]] = summary[["mean_change", "std_change"]].round(6) + 0.0  # no -2.8e-18, no -0.0
     if td is not None and len(td):
         summary = summary.merge(td, on=["layer", "concept"], how="left")
     else:
