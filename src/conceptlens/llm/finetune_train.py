@@ -12,9 +12,6 @@ clipped to norm 1, and evaluation runs with the RNG forked so it never shifts dr
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,7 +23,7 @@ from conceptlens.llm.finetune_checkpoint import CHECKPOINT, load_checkpoint, sav
 from conceptlens.llm.finetune_data import IGNORE, TrainingExample, batch_schedule, collate
 from conceptlens.llm.finetune_layers import freeze_except_blocks, lora_target_modules
 from conceptlens.models.loader import LoadedModel
-from conceptlens.storage import append_jsonl, load_tensors, read_jsonl, save_tensors, write_text
+from conceptlens.storage import append_jsonl, atomic_folder, load_tensors, read_jsonl, save_tensors, write_text
 
 METHODS = ("lora", "full")
 LOG = "train_log.jsonl"
@@ -172,15 +169,8 @@ def save_finetuned(model: torch.nn.Module, run: str | Path, config: TrainingConf
         save_tensors(path, trainable_state(model), metadata={"config": str(asdict(config))}, checksum=True)
         return path
     target = run / "adapter"
-    staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=run))
-    try:
+    with atomic_folder(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target / "adapter_model.safetensors"
 
 
