@@ -4,43 +4,20 @@ held-out means, bad input stopping before anything is written, and one run on th
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
-import torch
 
 from conceptlens.errors import ConceptLensError
 from conceptlens.llm.intervention_report import summarize
 from conceptlens.llm.intervention_run import run_interventions
-from conceptlens.models.loader import LoadedModel, load_model
-from conceptlens.tasks.family import NULL, Example, TaskFamily
-
-# (test modules cannot import each other under --import-mode=importlib: the two helpers are repeated)
-WORDS = ("cat", "river", "on", "elephant", "blue", "sky", "mountain", "to", "quietly", "garden", "lamp", "go",
-         "window", "apple", "sun", "butterfly", "red", "it", "table", "orange", "moon", "ink", "pencil", "fox")
-
-
-def word_family(words=WORDS, null: bool = True) -> TaskFamily:
-    """Three concepts over words of varied lengths (so left padding is exercised) plus Null."""
-    concepts = {"upper": [Example(w, w.upper()) for w in words],
-                "reverse": [Example(w, w[::-1]) for w in words],
-                "first": [Example(w, w[0]) for w in words]}
-    if null:
-        rng = random.Random(0)
-        concepts[NULL] = [Example(w, rng.choice(words)) for w in words]
-    return TaskFamily("words", concepts)
+from conceptlens.models.loader import LoadedModel
+from conceptlens.tasks.family import NULL, TaskFamily
+from word_tasks import scaled_tiny_lm, word_family
 
 
 @pytest.fixture(scope="module")
 def lm(tiny_folder) -> LoadedModel:
-    """The tiny Llama of `tiny_folder` (byte tokenizer), weights scaled up so layers differ."""
-    loaded = load_model(str(tiny_folder))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in loaded.model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0, 0.3)
-    return loaded
+    return scaled_tiny_lm(tiny_folder)
 
 def small_run(lm, out=None, seed=0, **kwargs):
     options = dict(shots=2, prompts_per_concept=3, replicates=2, mode="replace", seed=seed, out=out)

@@ -4,8 +4,6 @@ follow their prompts through the shared-prefix decoding, and concept means are t
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 import torch
@@ -17,34 +15,13 @@ from conceptlens.llm.generation import greedy_answers
 from conceptlens.llm.intervention_generation import answers_under_edits
 from conceptlens.llm.interventions import (AddVector, Intervention, ReplaceWith, concept_means, edits_at, heldout_prompts,
                                            query_activations, query_positions)
-from conceptlens.models.loader import LoadedModel, load_model
-from conceptlens.tasks.family import NULL, Example, TaskFamily
-
-WORDS = ("cat", "river", "on", "elephant", "blue", "sky", "mountain", "to", "quietly", "garden", "lamp", "go",
-         "window", "apple", "sun", "butterfly", "red", "it", "table", "orange", "moon", "ink", "pencil", "fox")
-
-
-def word_family(words=WORDS, null: bool = True) -> TaskFamily:
-    """Three concepts over words of varied lengths (so left padding is exercised) plus Null."""
-    concepts = {"upper": [Example(w, w.upper()) for w in words],
-                "reverse": [Example(w, w[::-1]) for w in words],
-                "first": [Example(w, w[0]) for w in words]}
-    if null:
-        rng = random.Random(0)
-        concepts[NULL] = [Example(w, rng.choice(words)) for w in words]
-    return TaskFamily("words", concepts)
+from conceptlens.models.loader import LoadedModel
+from word_tasks import scaled_tiny_lm, word_family
 
 
 @pytest.fixture(scope="module")
 def lm(tiny_folder) -> LoadedModel:
-    """The tiny Llama of `tiny_folder` (byte tokenizer), weights scaled up so layers differ."""
-    loaded = load_model(str(tiny_folder))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in loaded.model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0, 0.3)
-    return loaded
+    return scaled_tiny_lm(tiny_folder)
 
 
 def encode(lm, prompts):

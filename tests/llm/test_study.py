@@ -19,7 +19,6 @@ from conceptlens.llm import study as study_module
 from conceptlens.llm.study import fit_accuracy_vs_td, run_study, stage_path
 from conceptlens.models.loader import LoadedModel, load_model
 from conceptlens.tasks.bitwise import bitwise_family
-from conceptlens.tasks.family import NULL
 
 SHOTS = [1, 2]
 PPC, K = 8, 3

@@ -34,6 +34,8 @@ def test_load_local_folder(tiny_folder):
 def test_bad_options(tiny_folder, tmp_path):
     with pytest.raises(ConceptLensError, match="unknown dtype"):
         load_model(str(tiny_folder), dtype="float8")
+    with pytest.raises(ConceptLensError, match="unknown --load-in '3bit'"):
+        load_model(str(tiny_folder), load_in="3bit")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
@@ -78,3 +80,11 @@ def test_embedded_default(smollm2):
     with torch.no_grad():
         out = smollm2.model.generate(ids, max_new_tokens=2, do_sample=False)
     assert "Paris" in smollm2.tokenizer.decode(out[0, ids.shape[1]:])
+
+
+def test_load_in_without_bitsandbytes_names_the_package(tiny_folder, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as if it were not installed
+    with pytest.raises(ConceptLensError, match="needs bitsandbytes"):
+        load_model(str(tiny_folder), load_in="4bit")

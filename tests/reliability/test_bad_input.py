@@ -161,6 +161,9 @@ CASES = [
                                      "--out", "{tmp}/out.safetensors"], "line 2 is not valid JSON", "{tmp}/out.safetensors"),
     Case("capture/unknown-dtype", ["capture", "--model", "{model}", "--prompts", "{file:prompts.txt}", "--dtype", "float8",
                                    "--out", "{tmp}/out.safetensors"], "unknown dtype", "{tmp}/out.safetensors"),
+    Case("capture/unknown-load-in", ["capture", "--model", "{model}", "--prompts", "{file:prompts.txt}", "--load-in",
+                                     "3bit", "--out", "{tmp}/out.safetensors"], "unknown --load-in",
+         "{tmp}/out.safetensors"),
     # ---- decodability ---------------------------------------------------------------------------------
     Case("decodability/labels-wrong-length", ["decodability", "{file:acts.npy}", "{file:labels39.txt}", "--out",
                                               "{tmp}/out.json"], "39 labels for 40", "{tmp}/out.json"),

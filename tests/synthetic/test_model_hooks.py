@@ -6,9 +6,10 @@ from conceptlens.synthetic.probes import head_importance, patching_matrix, repre
 from conceptlens.tasks.regression import make_task
 
 
-def _tiny(y_channel=False):
+def _tiny(y_channel=False, paired=False):
     torch.manual_seed(0)
-    model = RegressionGPT(GPTConfig(n_dims=4, n_points=6, n_layers=2, n_heads=2, d_model=16, y_channel=y_channel))
+    model = RegressionGPT(GPTConfig(n_dims=4, n_points=6, n_layers=2, n_heads=2, d_model=16, y_channel=y_channel,
+                                    paired=paired))
     task = make_task("sparse", n_dims=4, basis_dim=1, n_bases=4, n_points=6)
     return model.eval(), task, task.test_set(12, seed=0)
 
@@ -31,6 +32,11 @@ class TestModel:
         tokens = separate.tokens(batch.xs, batch.ys)
         assert tokens.shape[-1] == 5 and torch.equal(tokens[:, 1, 4], batch.ys[:, 0])
         assert (tokens[:, 0, 4] == 0).all() and (tokens[:, 1, :4] == 0).all()
+        paired, _, _ = _tiny(paired=True)  # y tokens carry their x: [x_i, y_i]; x tokens [x_i, 0]
+        tokens = paired.tokens(batch.xs, batch.ys)
+        assert tokens.shape[-1] == 5 and torch.equal(tokens[:, 1::2, :4], batch.xs)
+        assert torch.equal(tokens[:, 0::2, :4], batch.xs) and torch.equal(tokens[:, 1::2, 4], batch.ys)
+        assert (tokens[:, 0::2, 4] == 0).all()
 
 
 class TestHooks:

@@ -25,3 +25,24 @@ def parse_int_list(text: str | None) -> list[int] | None:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise ConceptLensError(f"'{text}' is not a comma-separated list of integers.", "write e.g. 1,4,10.") from exc
+
+
+# ---- how a model is loaded: the same options, with the same meaning, on every command ----------
+import typer  # noqa: E402
+
+MODEL = typer.Option("smollm2-135m", help="embedded name (smollm2-135m), local HF folder, or hub id")
+REVISION = typer.Option(None, help="hub revision (branch, tag or commit)")
+DTYPE = typer.Option("float32", help="float32 | bfloat16 | float16 | auto")
+DEVICE = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: where the weights load)")
+DEVICE_MAP = typer.Option(None, help="'auto' to spread a large model over all devices (accelerate)")
+LOAD_IN = typer.Option(None, "--load-in", help="8bit | 4bit quantised weights (needs bitsandbytes and a GPU)")
+TRUST_REMOTE_CODE = typer.Option(False, help="run code shipped with the model (only for models you trust)")
+
+
+def open_model(model: str, revision=None, dtype: str = "float32", device=None, device_map=None, load_in=None,
+               trust_remote_code: bool = False):
+    """`load_model` with the shared command-line options above."""
+    from conceptlens.models import load_model
+
+    return load_model(model, revision=revision, dtype=dtype, device=device, device_map=device_map, load_in=load_in,
+                      trust_remote_code=trust_remote_code)

@@ -10,7 +10,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from conceptlens.cli.common import console, parse_int_list, progress_bar
+from conceptlens.cli.common import (DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE, console,
+                                    open_model, parse_int_list, progress_bar)
 from conceptlens.errors import ConceptLensError
 
 
@@ -60,22 +61,22 @@ def read_labels(path: Path) -> list:
 
 
 def capture(
-    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    model: str = MODEL,
     prompts: Path = typer.Option(..., help="text file (one prompt per line) or JSONL with a 'prompt' field"),
     out: Path = typer.Option(..., help="output .safetensors: 'activations' [layers, prompts, d_model] and 'layers'"),
     layers: str = typer.Option("all", help="'all' or comma-separated indices (resid_post: HF hidden-state indices)"),
     component: str = typer.Option("resid_post", help="resid_post | resid_pre | attn_out | mlp_out | head_out"),
     position: str = typer.Option("last", help="'last' or a token index counted in the unpadded prompt (negative from the end)"),
     batch_size: int = typer.Option(32, min=1),
-    revision: Optional[str] = typer.Option(None, help="hub revision"),
-    dtype: str = typer.Option("float32"),
-    device: Optional[str] = typer.Option(None),
-    device_map: Optional[str] = typer.Option(None, help="'auto' to spread the model over devices (accelerate)"),
-    trust_remote_code: bool = typer.Option(False, help="run code shipped with the model (only for models you trust)"),
+    revision: Optional[str] = REVISION,
+    dtype: str = DTYPE,
+    device: Optional[str] = DEVICE,
+    device_map: Optional[str] = DEVICE_MAP,
+    load_in: Optional[str] = LOAD_IN,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Capture activations of every prompt at one token, for the chosen layers."""
     from conceptlens.activations.capture import capture_activations, encode_prompts
-    from conceptlens.models import load_model
 
     texts = read_prompts(prompts)
     try:
@@ -85,8 +86,7 @@ def capture(
     if out.suffix != ".safetensors":
         raise ConceptLensError(f"--out {out} must end in .safetensors.", "e.g. --out acts.safetensors.")
     layer_list = parse_int_list(layers)
-    lm = load_model(model, revision=revision, dtype=dtype, device=device, device_map=device_map,
-                    trust_remote_code=trust_remote_code)
+    lm = open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
     from conceptlens.activations.capture import component_points
 
     component_points(lm.layout, component, layer_list)  # validate before any work

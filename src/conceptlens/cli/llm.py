@@ -2,6 +2,9 @@
 
 import typer
 
+from conceptlens.cli.common import (DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION,  # noqa: F401
+                                    TRUST_REMOTE_CODE)
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -12,7 +15,7 @@ from typing import Optional  # noqa: E402
 
 
 def finetune_command(
-    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder of concept files"),
     layers: str = typer.Option(..., help="blocks to train: first:N, last:N, A-B (inclusive, 0-based) or one index"),
     out: Path = typer.Option(..., help="run folder (config, adapter, before/, after/, figures)"),
@@ -31,20 +34,22 @@ def finetune_command(
     before_run: Optional[Path] = typer.Option(None, help="reuse the pretrained study of this `llm run` folder"),
     checkpoint_every: int = typer.Option(25, min=1, help="optimizer steps between checkpoints"),
     evaluations: int = typer.Option(4, min=0, help="held-out accuracy checks during training (0: none)"),
-    revision: Optional[str] = typer.Option(None, help="hub revision"),
-    dtype: str = typer.Option("float32"),
-    device: Optional[str] = typer.Option(None),
+    revision: Optional[str] = REVISION,
+    dtype: str = DTYPE,
+    device: Optional[str] = DEVICE,
+    device_map: Optional[str] = DEVICE_MAP,
+    load_in: Optional[str] = LOAD_IN,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Finetune only some layers (LoRA or full), then TD and accuracy before vs after."""
-    from conceptlens.cli.common import console, progress_bar
+    from conceptlens.cli.common import console, open_model, progress_bar
     from conceptlens.llm.finetune import finetune
     from conceptlens.llm.finetune_layers import parse_layer_range
-    from conceptlens.models import load_model
     from conceptlens.tasks.registry import load_family
 
     train_family = load_family(family, split="train", seed=seed)
     test_family = load_family(family, split="test", seed=seed)
-    lm = load_model(model, revision=revision, dtype=dtype, device=device)
+    lm = open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
     parse_layer_range(layers, lm.n_layers)
     with progress_bar() as bar:
         summary = finetune(lm, family, train_family, test_family, layers=layers, method=method, rank=rank, alpha=alpha,
@@ -84,7 +89,7 @@ from typing import Optional  # noqa: E402,F811
 
 
 def intervene(
-    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder of concept files (with a Null concept)"),
     layer: str = typer.Option("best", help="HF hidden-state layer L, a sweep L1,L2,..., or 'best'"),
     shots: int = typer.Option(4, help="demonstrations per prompt"),
@@ -98,16 +103,18 @@ def intervene(
     answer_prefix: str = typer.Option(" ", help="text before each demonstration's answer (use '' with --separator ' -> ' "
                                                "to end the query on the answer's leading space)"),
     batch_size: int = typer.Option(16, min=1),
-    revision: Optional[str] = typer.Option(None, help="hub revision"),
-    dtype: str = typer.Option("float32"),
-    device: Optional[str] = typer.Option(None),
+    revision: Optional[str] = REVISION,
+    dtype: str = DTYPE,
+    device: Optional[str] = DEVICE,
+    device_map: Optional[str] = DEVICE_MAP,
+    load_in: Optional[str] = LOAD_IN,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Replace (or add) the query-token activation by a concept mean: positive vs Null accuracy change."""
-    from conceptlens.cli.common import console, parse_int_list, progress_bar
+    from conceptlens.cli.common import console, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
     from conceptlens.llm.intervention_report import summarize
     from conceptlens.llm.intervention_run import run_interventions
-    from conceptlens.models import load_model
     from conceptlens.prompts import PromptFormat
     from conceptlens.tasks.registry import load_family
 
@@ -120,7 +127,7 @@ def intervene(
                                "give one layer, a list such as 10,14,18, or best.")
     means_family = load_family(family, split="train", seed=seed)  # held-out: the means never see test examples
     test_family = load_family(family, split="test", seed=seed)
-    lm = load_model(model, revision=revision, dtype=dtype, device=device)
+    lm = open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
     with progress_bar() as bar:
         frame = run_interventions(lm, family, test_family, layers, shots=shots, prompts_per_concept=prompts_per_concept,
                                   replicates=replicates, mode=mode, seed=seed, means_family=means_family,
@@ -142,7 +149,7 @@ from pathlib import Path  # noqa: E402,F811  (this section does not rely on the 
 from typing import Optional  # noqa: E402,F811
 
 def run(
-    model: str = typer.Option("smollm2-135m", help="embedded name, local HF folder, or hub id"),
+    model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder with one .json/.jsonl file per concept"),
     shots: str = typer.Option("1,4,10", help="comma-separated numbers of demonstrations"),
     prompts_per_concept: int = typer.Option(100, help="prompts per concept and shots value (paper: 100)"),
@@ -155,17 +162,17 @@ def run(
     null: bool = typer.Option(True, help="add the Null concept"),
     k: int = typer.Option(10, min=1, help="neighbours in the kNN vote of TD"),
     batch_size: int = typer.Option(16, min=1),
-    dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16 | auto"),
-    device: Optional[str] = typer.Option(None),
-    device_map: Optional[str] = typer.Option(None, help="'auto' to spread a large model over devices"),
-    trust_remote_code: bool = typer.Option(False, help="run code shipped with the model (only for models you trust)"),
+    dtype: str = DTYPE,
+    device: Optional[str] = DEVICE,
+    device_map: Optional[str] = DEVICE_MAP,
+    load_in: Optional[str] = LOAD_IN,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """TD per layer x shots x concept, ICL accuracy, accuracy vs TD, pairwise TD and UMAP (resumable)."""
-    from conceptlens.cli.common import console, parse_int_list, progress_bar
+    from conceptlens.cli.common import console, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
     from conceptlens.llm.series import run_checkpoint_series
     from conceptlens.llm.study import check_settings, run_study
-    from conceptlens.models import load_model
     from conceptlens.tasks.registry import load_family
 
     shot_list = parse_int_list(shots)
@@ -177,10 +184,8 @@ def run(
 
     def load(revision: str | None = None):
         if revision and Path(revision).expanduser().exists():
-            return load_model(revision, dtype=dtype, device=device, device_map=device_map,
-                              trust_remote_code=trust_remote_code)
-        return load_model(model, revision=revision, dtype=dtype, device=device, device_map=device_map,
-                          trust_remote_code=trust_remote_code)
+            return open_model(revision, None, dtype, device, device_map, load_in, trust_remote_code)
+        return open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
 
     family_name = task_family.name
     if revisions:

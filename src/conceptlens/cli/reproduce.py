@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from conceptlens.cli.common import console
+from conceptlens.cli.common import DEVICE_MAP, LOAD_IN, console
 
 
 def reproduce(
@@ -16,7 +16,8 @@ def reproduce(
     full: bool = typer.Option(False, "--full", help="paper scale: 12-layer synthetic GPT, 100 prompts per concept (GPU)"),
     model: Optional[str] = typer.Option(None, help="model for the LM stages (default smollm2-135m)"),
     dtype: Optional[str] = typer.Option(None, help="float32 | bfloat16 | float16"),
-    device_map: Optional[str] = typer.Option(None, help="'auto' to spread a large model over devices"),
+    device_map: Optional[str] = DEVICE_MAP,
+    load_in: Optional[str] = LOAD_IN,
     seed: Optional[int] = typer.Option(None),
     only: Optional[str] = typer.Option(None, help="comma-separated stage names to run"),
     report: bool = typer.Option(True, help="write RUN/report.html at the end"),
@@ -27,7 +28,8 @@ def reproduce(
 
     if quick and full:
         raise ConceptLensError("--quick and --full exclude each other.", "pass one of them.")
-    settings = preset("full" if full else "quick", model=model, dtype=dtype, device_map=device_map, seed=seed)
+    settings = preset("full" if full else "quick", model=model, dtype=dtype, device_map=device_map, load_in=load_in,
+                      seed=seed)
     status = run(settings, out, only=set(only.split(",")) if only else None)
     if report:
         from conceptlens.report import write_report

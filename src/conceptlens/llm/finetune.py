@@ -158,7 +158,8 @@ def finetune(lm: LoadedModel, family_name: str, train_family: TaskFamily, test_f
     if not (out / TRAINED).exists():
         with adapted(lm, config) as model:
             log = train_model(model, examples, config, out, lm.tokenizer.pad_token_id, resume=resume,
-                              checkpoint_every=checkpoint_every, eval_every=max(1, steps // max(1, evaluations)),
+                              checkpoint_every=checkpoint_every,
+                              eval_every=-(-steps // evaluations) if evaluations else 0,  # at most `evaluations`
                               evaluate=evaluate, progress=progress)
             saved = save_finetuned(model, out, config)
         write_json(out / TRAINED, {"steps": steps, "final_loss": log[-1]["loss"], "seconds": time.time() - started,

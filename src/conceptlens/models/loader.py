@@ -75,6 +75,8 @@ def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: s
 
     if dtype not in DTYPES:
         raise ConceptLensError(f"unknown dtype '{dtype}'.", f"use one of {', '.join(DTYPES)}.")
+    if load_in not in (None, "8bit", "4bit"):
+        raise ConceptLensError(f"unknown --load-in '{load_in}'.", "use 8bit or 4bit (or leave it out for full weights).")
     source, local = resolve_source(name)
     if revision and local:  # a local folder has one set of weights: the revision would be silently ignored
         raise ConceptLensError(f"revision '{revision}' was given for the local model {name}, which has no revisions.",

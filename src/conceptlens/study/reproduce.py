@@ -23,6 +23,7 @@ class ReproduceSettings(BaseModel):
     model: str = "smollm2-135m"
     dtype: str = "float32"
     device_map: str | None = None
+    load_in: str | None = None  # 8bit | 4bit (bitsandbytes)
     seed: int = 0
     synthetic_config: str = "quick"
     synthetic_overrides: list[str] = Field(default_factory=list)
@@ -30,6 +31,7 @@ class ReproduceSettings(BaseModel):
     synthetic_analyze: dict = Field(default_factory=dict)
     families: list[str] = Field(default_factory=lambda: ["pos", "bitwise"])
     shots: list[int] = Field(default_factory=lambda: [1, 4, 10])
+    stated_shots: list[int] | None = None  # shots of the prompting variant (None: the same as `shots`)
     prompts_per_concept: int = 100
     batch_size: int = 16
     intervention_shots: int = 4
@@ -40,14 +42,16 @@ class ReproduceSettings(BaseModel):
     finetune_epochs: int = 1
     finetune_shots: int = 4
     finetune_prompts: int = 100
+    finetune_evaluations: int = 4  # held-out accuracy checks during training (0: only the study after it)
 
 
 def preset(name: str, **overrides) -> ReproduceSettings:
     """`quick`: 2 CPU cores, about 15 minutes; `full`: the paper's settings, for a GPU."""
     if name == "quick":
         base = ReproduceSettings(synthetic_config="quick", synthetic_shipped="quick-seed0", prompts_per_concept=24,
-                                 intervention_prompts=24, intervention_replicates=3, finetune_train_samples=48,
-                                 finetune_prompts=24, synthetic_analyze={"max_checkpoints": 10, "sequences_per_basis": 100})
+                                 stated_shots=[4], intervention_prompts=24, intervention_replicates=3,
+                                 finetune_train_samples=48, finetune_prompts=24, finetune_evaluations=0,
+                                 synthetic_analyze={"max_checkpoints": 10, "sequences_per_basis": 100})
     elif name == "full":
         base = ReproduceSettings(synthetic_config="paper")
     else:
@@ -58,7 +62,7 @@ def preset(name: str, **overrides) -> ReproduceSettings:
 def _load(settings: ReproduceSettings):
     from conceptlens.models import load_model
 
-    return load_model(settings.model, dtype=settings.dtype, device_map=settings.device_map)
+    return load_model(settings.model, dtype=settings.dtype, device_map=settings.device_map, load_in=settings.load_in)
 
 
 class _Model:
@@ -104,20 +108,23 @@ def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
             from conceptlens.tasks.registry import load_family
 
             family = load_family(family_name, split="test", seed=settings.seed)
+            shots = (settings.stated_shots or settings.shots) if stated else settings.shots
             with progress_bar() as bar:
-                run_study(lm(), family_name, family, settings.shots, settings.prompts_per_concept, settings.seed,
+                run_study(lm(), family_name, family, shots, settings.prompts_per_concept, settings.seed,
                           folder, state_concept=stated, progress=bar)
 
         def stated(folder: Path, family_name=family_name) -> None:
             study(folder, family_name, stated=True)
 
         def intervene(folder: Path, family_name=family_name) -> None:
-            from conceptlens.llm.interventions import run_interventions
+            from conceptlens.llm.intervention_run import run_interventions
             from conceptlens.tasks.registry import load_family
 
             family = load_family(family_name, split="test", seed=settings.seed)
+            means_family = load_family(family_name, split="train", seed=settings.seed)  # held-out means
             with progress_bar() as bar:
-                run_interventions(lm(), family_name, family, layers="best", shots=settings.intervention_shots,
+                run_interventions(lm(), family_name, family, layers="best", means_family=means_family,
+                                  shots=settings.intervention_shots,
                                   prompts_per_concept=settings.intervention_prompts,
                                   replicates=settings.intervention_replicates, mode="replace", seed=settings.seed,
                                   out=folder, from_run=out / "llm" / family_name, progress=bar)
@@ -140,6 +147,7 @@ def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
                                  train_samples=settings.finetune_train_samples, epochs=settings.finetune_epochs,
                                  shots=settings.finetune_shots, prompts_per_concept=settings.finetune_prompts,
                                  seed=settings.seed, out=folder, resume=True, progress=bar,
+                                 evaluations=settings.finetune_evaluations,
                                  before_run=out / "llm" / family_name)
 
             stages.append(Stage(f"finetune_{family_name}_{slug}", f"finetune/{family_name}_{slug}", finetune))
@@ -149,7 +157,7 @@ def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
 
         runs = [out / "llm" / f for f in settings.families] + [out / "llm" / f"{f}_stated" for f in settings.families]
         runs += sorted((out / "finetune").glob("*")) if (out / "finetune").exists() else []
-        compare_runs([r for r in runs if (r / "DONE").exists()], folder)
+        compare_runs([r for r in runs if (r / "DONE").exists()], folder, shots=settings.finetune_shots)
 
     stages.append(Stage("compare", "comparison", compare))
     return stages
@@ -173,7 +181,8 @@ def reproduce(settings: ReproduceSettings, out: str | Path, only: set[str] | Non
 
         from conceptlens.errors import ConceptLensError
 
-        previous = json.loads(settings_path.read_text())
+        defaults = json.loads(ReproduceSettings().model_dump_json())  # for fields added since the run began
+        previous = {**defaults, **json.loads(settings_path.read_text())}
         if previous != json.loads(settings.model_dump_json()):
             changed = sorted(k for k in set(previous) | set(settings.model_dump()) if previous.get(k) != settings.model_dump().get(k))
             raise ConceptLensError(f"{out} holds a study run with other settings (differs in {changed}).",

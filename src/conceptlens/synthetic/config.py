@@ -38,6 +38,7 @@ class ModelConfig(_Strict):
     d_model: int = Field(64, ge=8)
     mlp_ratio: int = Field(4, ge=1)
     y_channel: bool = False  # True: y gets its own input dimension instead of sharing x's first
+    paired: bool = False  # True: y tokens are [x_i, y_i] (von Oswald et al.), with the y channel
 
 
 class CurriculumConfig(_Strict):

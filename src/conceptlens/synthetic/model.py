@@ -2,7 +2,10 @@
 
 Tokens alternate x_1, y_1, x_2, y_2, ...: x is read in as [x], y as [y, 0, ..., 0] (Garg) or, with
 `y_channel=True`, in its own extra input dimension ([x, 0] and [0, ..., 0, y]), because with the
-Garg format y shares the read-in column of x's first coordinate (basis B1). A linear read-out at
+Garg format y shares the read-in column of x's first coordinate (basis B1). With `paired=True`
+the y token also carries its x ([x_i, y_i], as in von Oswald et al. 2023; implies the y channel),
+so one attention layer can already regress y on x: no head has to first copy x_i onto y_i's
+token, the step behind most of the Garg format's long loss plateau. A linear read-out at
 the x_i position predicts y_i. The module names (`blocks`, `attn`, `attn.out_proj`, `mlp`,
 `final_norm`) are those of the `conceptlens_gpt` row of `conceptlens.hooks.components`, so
 `layout_for(model)` and `Trace` work on it unchanged.
@@ -26,6 +29,7 @@ class GPTConfig:
     d_model: int = 64
     mlp_ratio: int = 4
     y_channel: bool = False
+    paired: bool = False
     model_type: str = "conceptlens_gpt"
 
     def to_dict(self) -> dict:
@@ -80,7 +84,7 @@ class RegressionGPT(nn.Module):
         if config.d_model % config.n_heads:
             raise ValueError(f"d_model {config.d_model} is not divisible by n_heads {config.n_heads}")
         self.config = config
-        self.read_in = nn.Linear(config.n_dims + int(config.y_channel), config.d_model)
+        self.read_in = nn.Linear(config.n_dims + int(config.y_channel or config.paired), config.d_model)
         self.position = nn.Embedding(2 * config.n_points, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.d_model)
@@ -101,11 +105,14 @@ class RegressionGPT(nn.Module):
     def tokens(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         """Interleave `[B, K, D]` and `[B, K]` into `[B, 2K, D(+1)]` input vectors."""
         batch, points, dims = xs.shape
-        width = dims + int(self.config.y_channel)
+        own_channel = self.config.y_channel or self.config.paired
+        width = dims + int(own_channel)
         x_tokens = xs.new_zeros(batch, points, width)
         x_tokens[..., :dims] = xs
         y_tokens = xs.new_zeros(batch, points, width)
-        y_tokens[..., -1 if self.config.y_channel else 0] = ys
+        if self.config.paired:
+            y_tokens[..., :dims] = xs
+        y_tokens[..., -1 if own_channel else 0] = ys
         return torch.stack((x_tokens, y_tokens), dim=2).reshape(batch, 2 * points, width)
 
     def forward(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:

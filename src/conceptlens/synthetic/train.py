@@ -40,7 +40,7 @@ def build_task(config: RunConfig) -> RegressionMixture:
 def build_model(config: RunConfig) -> RegressionGPT:
     m = config.model
     return RegressionGPT(GPTConfig(config.task.n_dims, config.task.n_points, m.n_layers, m.n_heads, m.d_model,
-                                   m.mlp_ratio, m.y_channel))
+                                   m.mlp_ratio, m.y_channel, paired=m.paired))
 
 
 def learning_rate(step: int, config: RunConfig) -> float:

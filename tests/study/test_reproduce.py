@@ -1,0 +1,55 @@
+"""`reproduce` end to end on a tiny model: every stage runs (synthetic, study, prompting variant,
+interventions, finetuning, comparison), a rerun skips them all, and the report covers the run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conceptlens.study import reproduce
+from conceptlens.study.reproduce import ReproduceSettings, build_stages
+
+
+def tiny_settings(model: str) -> ReproduceSettings:
+    return ReproduceSettings(model=model, synthetic_shipped="quick-seed0", families=["bitwise"], shots=[1, 2],
+                             prompts_per_concept=24, batch_size=32, intervention_shots=2, intervention_prompts=12,
+                             intervention_replicates=2, finetune_layers=["first:1", "last:1"],
+                             finetune_train_samples=8, finetune_shots=2, finetune_prompts=24,
+                             synthetic_analyze={"max_checkpoints": 3, "sequences_per_basis": 12, "umap": False,
+                                                "baseline_sequences_per_basis": 4})
+
+
+@pytest.fixture(scope="module")
+def study_run(tiny_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    status = reproduce(tiny_settings(str(tiny_folder)), out)
+    return out, status
+
+
+def test_every_stage_finishes(study_run, tiny_folder):
+    out, status = study_run
+    names = [stage.name for stage in build_stages(tiny_settings(str(tiny_folder)), out)]
+    assert list(status) == names
+    failed = {name: record.get("error") for name, record in status.items() if record["status"] != "done"}
+    assert not failed, failed
+    for name in names:
+        assert (out / status[name]["folder"] / "DONE").is_file(), name
+    for path in ("llm/bitwise/decodability.csv", "llm/bitwise_stated/accuracy.csv",
+                 "interventions/bitwise/interventions.csv", "finetune/bitwise_first1/summary.json",
+                 "finetune/bitwise_last1/summary.json", "comparison/comparison.csv", "synthetic/analysis"):
+        assert (out / path).exists(), path
+    record = json.loads((out / "interventions/bitwise/interventions.json").read_text())
+    assert record  # the edit record (layer, component, token) is written
+
+
+def test_rerun_skips_finished_stages_and_report_covers_them(study_run, tiny_folder):
+    from conceptlens.report import write_report
+
+    out, first = study_run
+    again = reproduce(tiny_settings(str(tiny_folder)), out)
+    assert all(record.get("cached") for record in again.values())
+    assert {n: r["seconds"] for n, r in again.items()} == {n: r["seconds"] for n, r in first.items()}
+    html = write_report(out).read_text()
+    for section in ("interventions", "finetun", "synthetic"):
+        assert section in html.lower()
