@@ -90,7 +90,7 @@ def read_study(folder: Path, shots: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     acc = pd.read_csv(folder / "accuracy.csv")
     td, acc = td[td["shots"] == shots], acc[acc["shots"] == shots]
     if td.empty or acc.empty:
-        raise ConceptLensError(f"{folder} has no {shots}-shot results.", f"pass --shots with a value that run used.")
+        raise ConceptLensError(f"{folder} has no {shots}-shot results.", "pass --shots with a value that run used.")
     return td, acc
 
 

@@ -102,7 +102,7 @@ def user_family(folder: str | Path, null: bool = True, seed: int = 0, min_pairs:
                                "keep one file per concept.")
     if null and NULL in stems:
         raise ConceptLensError(f"{folder} has a concept file named '{NULL}', which the Null concept would replace.",
-                               f"rename that file, or leave out --null.")
+                               "rename that file, or leave out --null.")
     concepts = {}
     for path in files:
         pairs = read_concept_file(path)
