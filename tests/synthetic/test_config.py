@@ -34,3 +34,12 @@ def test_unknown_yaml_key_rejected(tmp_path):
 def test_missing_config_name():
     with pytest.raises(ConceptLensError):
         load_config("no-such-config")
+
+
+def test_package_analyze_stays_a_function_after_its_module_is_imported():
+    import importlib
+
+    import conceptlens.synthetic as synthetic
+
+    importlib.import_module("conceptlens.synthetic.analysis")  # (a module named `analyze` used to replace it)
+    assert callable(synthetic.analyze) and not isinstance(synthetic.analyze, type(synthetic))

@@ -58,7 +58,7 @@ def analyze(
 ) -> None:
     """Per-basis error, TD per layer x checkpoint, moments (a)(b)(c), UMAP, patching, head pruning."""
     from conceptlens.errors import ConceptLensError
-    from conceptlens.synthetic.analyze import analyze as run_analysis
+    from conceptlens.synthetic.analysis import analyze as run_analysis
 
     if token not in ("x", "y"):
         raise ConceptLensError(f"unknown token '{token}'.", "use --token x or --token y.")

@@ -9,8 +9,8 @@ from conceptlens.synthetic.train import train
 
 
 def analyze(run_dir, **options) -> dict:
-    """See `conceptlens.synthetic.analyze.analyze` (imported lazily: it pulls in umap)."""
-    from conceptlens.synthetic.analyze import analyze as _analyze
+    """See `conceptlens.synthetic.analysis.analyze` (imported lazily: it pulls in umap)."""
+    from conceptlens.synthetic.analysis import analyze as _analyze
 
     return _analyze(run_dir, **options)
 
