@@ -57,3 +57,25 @@ def test_schedules(tiny_config):
     cfg.train.curriculum.enabled = True
     cfg.train.curriculum.start_points, cfg.train.curriculum.every = 3, 4
     assert [points_at(s, cfg) for s in (0, 4, 8, 100)] == [3, 4, 5, 6]
+
+
+def test_shipped_series_is_the_run_cut_at_its_last_step(tmp_path, tiny_config, monkeypatch):
+    """ship_run thins to the chosen steps (float16), cuts config and metrics there, and the copy is
+    exactly the checkpoints of a run trained to that step (constant learning rate)."""
+    from conceptlens.synthetic import shipped
+    from conceptlens.synthetic.train import load_run_config
+
+    monkeypatch.setattr(shipped, "shipped_root", lambda: tmp_path / "assets")
+    tiny_config.train.schedule = "constant"
+    long = train(tiny_config, tmp_path / "long")
+    shipped.ship_run(long, "tiny-seed3", [0, 4, 8], "conceptlens synthetic train --config tiny --set steps=8")
+    copy = shipped.copy_shipped_run("tiny-seed3", tmp_path / "copy")
+    assert load_run_config(copy).train.steps == 8 and checkpoint_steps(copy) == [0, 4, 8]
+    assert [r["step"] for r in _metrics(copy)] == [0, 3, 6]
+    tiny_config.train.steps = 8
+    short = train(tiny_config, tmp_path / "short")
+    assert _metrics(short)[:3] == _metrics(copy)
+    for step in (4, 8):
+        for name, value in load_tensors(checkpoint_path(copy, step), verify=True).items():
+            assert value.dtype == torch.float16
+            assert torch.equal(value, load_tensors(checkpoint_path(short, step))[name].half())

@@ -1,9 +1,11 @@
 """Checkpoint series shipped inside the package, so the demo shows emergence from real weights.
 
-A CPU in a shared 2-core box cannot train the synthetic emergence inside the demo's budget, so a
-run trained here (`conceptlens synthetic train`, resumed as needed) ships as a thinned series of
-float16 safetensors checkpoints with its config and metrics; `copy_shipped_run` lays it out as an
-ordinary run folder that `analyze` reads like any other. Each series' README gives its command.
+Two CPU cores cannot train the synthetic emergence inside the demo's budget, so a run trained
+here (`conceptlens synthetic train`, resumed as needed) ships as a thinned series of float16
+safetensors checkpoints with its config and metrics (both cut at the last shipped step: with a
+constant learning rate that is exactly the run trained to that step); `copy_shipped_run` lays it
+out as an ordinary run folder that `analyze` reads like any other. Each series' README gives its
+command.
 """
 
 from __future__ import annotations
@@ -42,16 +44,21 @@ def copy_shipped_run(name: str, out: str | Path) -> Path:
 
 def ship_run(run_dir: str | Path, name: str, steps: list[int], command: str) -> Path:
     """Thin a trained run to `steps`, store weights as float16, and write it under the assets."""
-    from conceptlens.storage import load_tensors, save_tensors, write_text
-    from conceptlens.synthetic.train import checkpoint_path
+    import json
+
+    from conceptlens.storage import load_tensors, read_jsonl, save_tensors, write_text
+    from conceptlens.synthetic.train import checkpoint_path, load_run_config
 
     run_dir = Path(run_dir)
     target = shipped_root() / name
     if target.exists():
         shutil.rmtree(target)
     (target / "checkpoints").mkdir(parents=True)
-    shutil.copyfile(run_dir / "config.yaml", target / "config.yaml")
-    shutil.copyfile(run_dir / "metrics.jsonl", target / "metrics.jsonl")
+    config = load_run_config(run_dir)  # a run stopped early ships as the run of exactly its last step
+    config.train.steps = min(config.train.steps, max(steps))
+    write_text(target / "config.yaml", config.to_yaml())
+    kept = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] <= max(steps)]
+    write_text(target / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
     for step in steps:
         weights = load_tensors(checkpoint_path(run_dir, step), verify=True)
         save_tensors(checkpoint_path(target, step), {k: v.half() for k, v in weights.items()},
