@@ -96,3 +96,19 @@ class TestInterventions:
         expected = torch.stack([errors[batch.concepts == c].mean() for c in range(4)])
         assert torch.allclose(torch.tensor(row.loss_change.values + row.clean_loss.values, dtype=torch.float32),
                               expected, atol=1e-5)
+
+
+def test_moments_from_per_basis_td():
+    """(a) last one-cluster step (mean TD near chance) before (b) first basis >= 0.9, (c) all of them."""
+    import pandas as pd
+
+    from conceptlens.synthetic.analysis import find_moments
+
+    curves = {"B1": [0.25, 0.3, 0.95, 0.97, 0.99], "B2": [0.25, 0.28, 0.5, 0.92, 0.98]}
+    td = pd.DataFrame([{"step": 100 * i, "layer": 1, "concept": c, "td": v[i]} for c, v in curves.items()
+                       for i in range(5)])
+    m = find_moments(td, 1, ["B1", "B2"], 0.9)
+    assert (m["a"], m["b"], m["c"]) == (100, 200, 300) and m["separation_order"] == ["B1", "B2"]
+    rising = td.assign(td=td.td.clip(upper=0.8))  # never separated: (a) is the last step still near chance
+    m = find_moments(rising, 1, ["B1", "B2"], 0.9)
+    assert (m["a"], m["b"], m["c"]) == (100, None, None)

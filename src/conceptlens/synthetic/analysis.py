@@ -43,7 +43,9 @@ def find_moments(td: pd.DataFrame, layer: int, names: list[str], separation_td: 
     any_sep, all_sep = separated.any(axis=1), separated.all(axis=1)
     b = int(any_sep.index[any_sep].min()) if any_sep.any() else None
     c = int(all_sep.index[all_sep].min()) if all_sep.any() else None
-    before = [s for s in at_layer.index if b is None or s < b]
+    # (a): the last step before (b) at which the bases are still one cluster (mean TD near chance)
+    one_cluster = at_layer.mean(axis=1) <= 1 / len(names) + 0.1
+    before = [s for s in at_layer.index if (b is None or s < b) and one_cluster[s]]
     a = int(before[-1]) if before else int(at_layer.index[0])
     order = sorted((s, n) for n, s in first.items() if s is not None)
     return {"a": a, "b": b, "c": c, "layer": layer, "separation_td": separation_td,
@@ -146,14 +148,16 @@ def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per
 
 
 def _umap_table(acts_by_step: dict, moments: dict, layer: int, labels: list[str]) -> pd.DataFrame:
-    """2-D UMAP (n_neighbors 15, min_dist 0.1) of the analysis layer at moments (a), (b), (c)."""
+    """2-D UMAP (n_neighbors 15, min_dist 0.1) of the analysis layer at moments (a), (b), (c) and the
+    last checkpoint (when it is none of them: a run that has not separated yet shows where it is)."""
     import umap
 
-    frames = []
-    for moment in ("a", "b", "c"):
-        step = moments.get(moment)
-        if step is None or step not in acts_by_step:
+    frames, drawn = [], set()
+    last = max(acts_by_step)
+    for moment, step in (("a", moments.get("a")), ("b", moments.get("b")), ("c", moments.get("c")), ("end", last)):
+        if step is None or step not in acts_by_step or step in drawn:
             continue
+        drawn.add(step)
         points = acts_by_step[step][layer].numpy()
         threads = torch.get_num_threads()  # numba's first parallel call resets OpenMP's (and torch's) thread count
         try:
