@@ -1,17 +1,16 @@
 """`conceptlens llm ...` commands."""
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from conceptlens.cli.common import (DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION,  # noqa: F401
-                                    TRUST_REMOTE_CODE)
+from conceptlens.cli.common import DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE
 
 app = typer.Typer(no_args_is_help=True)
 
 
 # ---- finetune / compare (layer-selective finetuning, paper 4.4) -------------------------------
-
-from pathlib import Path  # noqa: E402  (kept inside this section: other sections own the file head)
-from typing import Optional  # noqa: E402
 
 
 def finetune_command(
@@ -79,13 +78,9 @@ def compare_command(
 
 app.command("finetune")(finetune_command)
 app.command("compare")(compare_command)
-# ---- end finetune / compare --------------------------------------------------------------------
 
 
 # ---- intervene (causal interventions at the query token, paper 4.3) ----------------------------
-
-from pathlib import Path  # noqa: E402,F811  (this section does not rely on the others' imports)
-from typing import Optional  # noqa: E402,F811
 
 
 def intervene(
@@ -140,13 +135,10 @@ def intervene(
 
 
 app.command("intervene")(intervene)
-# ---- end intervene -----------------------------------------------------------------------------
 
 
 # ---- run (the encoding study: TD x layers x shots, ICL accuracy, checkpoint series; paper 4.1-4.2) ----
 
-from pathlib import Path  # noqa: E402,F811  (this section does not rely on the others' imports)
-from typing import Optional  # noqa: E402,F811
 
 def run(
     model: str = MODEL,
@@ -214,4 +206,3 @@ def run(
 
 
 app.command("run")(run)
-# ---- end run -------------------------------------------------------------------------------------
