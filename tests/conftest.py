@@ -11,6 +11,8 @@ import random
 import pytest
 import torch
 
+from tiny_tokenizer import byte_tokenizer  # tests/shared
+
 # This machine is shared and small: extra intra-op threads spin against other processes and made the
 # tiny-model tests ~100x slower here. One thread is also what makes timings comparable between runs.
 torch.set_num_threads(1)
@@ -107,19 +109,6 @@ def smollm2():
     from conceptlens.models import load_model
 
     return load_model("smollm2-135m")
-
-
-def byte_tokenizer():
-    """A byte-level tokenizer with no merges (vocabulary 257: 256 bytes + <pad>): needs no download."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab["<pad>"] = len(vocab)
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<pad>", pad_token="<pad>")
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import PromptFormat
 from conceptlens.tasks.family import NULL, Example, TaskFamily
 
+from tiny_tokenizer import byte_tokenizer  # tests/shared
+
 
 # ---------------------------------------------------------------- fixtures
 
@@ -32,20 +34,6 @@ def toy_family(n: int = 40, seed: int = 0) -> TaskFamily:
         "flip": [Example(x, "".join(flip[c] for c in x)) for x in inputs],
         NULL: [Example(x, "".join(rng.choice("01") for _ in range(3))) for x in inputs],
     }, {"copy": "Copy the bits.", "flip": "Flip the bits.", NULL: "Answer random bits."})
-
-
-def byte_tokenizer():
-    """Byte-level tokenizer without merges (256 bytes + <pad>), as in tests/conftest.py (not importable
-    by name: several conftest modules exist)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab["<pad>"] = len(vocab)
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<pad>", pad_token="<pad>")
 
 
 def tiny_lm(seed: int = 0) -> LoadedModel:

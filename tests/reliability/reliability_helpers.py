@@ -8,6 +8,8 @@ tokenizer (vocabulary 49152), so commands exercise real tokenisation yet run in 
 from __future__ import annotations
 
 import importlib.util
+import json
+import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,3 +99,13 @@ def assert_clean_error(result: CliResult, expect: str | None = None) -> None:
     if expect is not None:
         flat = " ".join(text.split())
         assert expect.lower() in flat.lower(), f"{expect!r} not in:\n{text[-3000:]}"
+
+
+def write_family(folder: Path, words: int = 30) -> Path:
+    """A user family folder: three concepts over the same random words (upper case, reversed, first letter)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    pool = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7))) for _ in range(words)]
+    for name, fn in (("upper", str.upper), ("reverse", lambda s: s[::-1]), ("first", lambda s: s[0])):
+        (folder / f"{name}.json").write_text(json.dumps([{"input": w, "output": fn(w)} for w in pool]))
+    return folder

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from reliability_helpers import fault_inject, registered
+from reliability_helpers import fault_inject, registered, write_family
 
 
 def log_result(command: str, **fields) -> None:
@@ -55,18 +55,11 @@ def assert_same(a: Path, b: Path, name: str) -> None:
     assert csv_bytes == [], f"{name}: tables differ byte for byte: {csv_bytes}"
 
 
-def write_family(folder: Path, words: int = 20) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    pool = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7))) for _ in range(words)]
-    for name, fn in (("upper", str.upper), ("reverse", lambda s: s[::-1]), ("first", lambda s: s[0])):
-        (folder / f"{name}.json").write_text(json.dumps([{"input": w, "output": fn(w)} for w in pool]))
-    return folder
 
 
 @pytest.fixture(scope="module")
 def family(tmp_path_factory) -> Path:
-    return write_family(tmp_path_factory.mktemp("family") / "words")
+    return write_family(tmp_path_factory.mktemp("family") / "words", words=20)
 
 
 def test_capture_is_bitwise_deterministic(cli, tiny_lm: Path, tmp_path: Path):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import fault_inject
+from reliability_helpers import fault_inject, write_family
 
 MOMENTS = fault_inject.kill_moments(seed=0, n=5)
 FAST = {2}  # the index of the moment that runs in CI (the middle one)
@@ -129,16 +129,6 @@ def test_capture_survives_sigkill(index: int, root: Path, capture_job: Job):
 
 
 # ---- finetuning -------------------------------------------------------------------------------------
-def write_family(folder: Path, words: int = 30) -> Path:
-    """Three concepts over the same words (upper case, reversed, first letter), `words` pairs each."""
-    import json
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    pool = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7))) for _ in range(words)]
-    for name, fn in (("upper", str.upper), ("reverse", lambda s: s[::-1]), ("first", lambda s: s[0])):
-        (folder / f"{name}.json").write_text(json.dumps([{"input": w, "output": fn(w)} for w in pool]))
-    return folder
 
 
 @pytest.fixture(scope="module")
