@@ -112,3 +112,19 @@ def test_moments_from_per_basis_td():
     rising = td.assign(td=td.td.clip(upper=0.8))  # never separated: (a) is the last step still near chance
     m = find_moments(rising, 1, ["B1", "B2"], 0.9)
     assert (m["a"], m["b"], m["c"]) == (100, None, None)
+
+
+def test_pairwise_table_shows_which_bases_share_a_cluster():
+    """Two clusters {B1, B3} / {B2, B4}: pairs across clusters reach TD 1, pairs inside stay near 0.5."""
+    from conceptlens.synthetic.analysis import _pairwise_table
+
+    gen = torch.Generator().manual_seed(0)
+    labels = [f"B{i % 4 + 1}" for i in range(200)]
+    side = torch.tensor([0.0 if label in ("B1", "B3") else 10.0 for label in labels])
+    acts = torch.randn(1, 200, 8, generator=gen)
+    acts[0, :, 0] += side
+    frame = _pairwise_table({500: acts}, {"a": None, "b": None, "c": None}, 0, labels, k=10)
+    assert set(frame.moment) == {"end"} and set(frame.step) == {500}
+    td = frame.set_index(["basis_a", "basis_b"]).td
+    assert td["B1", "B2"] == 1.0 and td["B3", "B4"] == 1.0 and td["B1", "B1"] == 1.0
+    assert td["B1", "B3"] < 0.75 and td["B2", "B4"] < 0.75

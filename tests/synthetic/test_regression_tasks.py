@@ -69,3 +69,18 @@ def test_families_targets():
     assert torch.allclose(batch.ys[c == 2], torch.nn.functional.leaky_relu(linear[c == 2], 0.1))
     quad = torch.einsum("nkd,nd->nk", batch.xs ** 2, batch.weights) / 3 ** 0.5
     assert torch.allclose(batch.ys[c == 3], quad[c == 3])
+
+
+def test_support_curriculum_keeps_w_on_the_first_coordinates_of_its_basis():
+    task = make_task("sparse", n_dims=16, basis_dim=4, n_bases=4, n_points=6)
+    batch = task.sample(200, torch.Generator().manual_seed(0), support=2)
+    for concept, weights in zip(batch.concepts.tolist(), batch.weights):
+        assert set(torch.nonzero(weights).flatten().tolist()) == set(task.bases[concept][:2])
+    full = task.sample(200, torch.Generator().manual_seed(0))
+    assert torch.equal(full.xs, batch.xs) and torch.equal(full.concepts, batch.concepts)  # same draws, masked w
+    assert torch.equal(task.support_masks(4), task.masks)
+
+
+def test_support_curriculum_needs_a_sparse_task():
+    with pytest.raises(ConceptLensError, match="needs a sparse task"):
+        make_task("families").sample(4, torch.Generator().manual_seed(0), support=1)

@@ -5,7 +5,8 @@ import torch
 
 from conceptlens.errors import ConceptLensError
 from conceptlens.storage import load_tensors
-from conceptlens.synthetic.train import checkpoint_path, checkpoint_steps, learning_rate, points_at, train
+from conceptlens.synthetic.train import (checkpoint_path, checkpoint_steps, curriculum_end, learning_rate,
+                                         load_run_config, points_at, support_at, train)
 
 
 class Interrupt(Exception):
@@ -57,6 +58,11 @@ def test_schedules(tiny_config):
     cfg.train.curriculum.enabled = True
     cfg.train.curriculum.start_points, cfg.train.curriculum.every = 3, 4
     assert [points_at(s, cfg) for s in (0, 4, 8, 100)] == [3, 4, 5, 6]
+    assert support_at(0, cfg) is None  # no support curriculum unless start_support is set
+    cfg.train.curriculum.start_support, cfg.train.curriculum.support_every = 1, 5
+    cfg.task.n_dims, cfg.task.basis_dim = 8, 2
+    assert [support_at(s, cfg) for s in (0, 4, 5, 100)] == [1, 1, 2, 2]  # then the whole basis
+    assert curriculum_end(cfg) == 12 and curriculum_end(tiny_config) is None  # points 3 -> 6 by step 12
 
 
 def test_shipped_series_is_the_run_cut_at_its_last_step(tmp_path, tiny_config, monkeypatch):
@@ -79,3 +85,98 @@ def test_shipped_series_is_the_run_cut_at_its_last_step(tmp_path, tiny_config, m
         for name, value in load_tensors(checkpoint_path(copy, step), verify=True).items():
             assert value.dtype == torch.float16
             assert torch.equal(value, load_tensors(checkpoint_path(short, step))[name].half())
+
+
+def _continuation(tiny_config, source, steps=20, init_step=None):
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.steps, cfg.train.init_from, cfg.train.init_step = steps, str(source), init_step
+    return cfg
+
+
+def test_continuation_holds_the_whole_series_and_starts_from_the_weights(tmp_path, tiny_config):
+    first = train(tiny_config, tmp_path / "first")  # 12 steps
+    cont = train(_continuation(tiny_config, first), tmp_path / "cont")
+    steps = checkpoint_steps(cont)
+    assert steps[: len(checkpoint_steps(first))] == checkpoint_steps(first) and steps[-1] == 20
+    records = _metrics(cont)
+    assert records[:5] == _metrics(first) and [r["step"] for r in records[5:]] == [15, 18, 20]
+    a, b = load_tensors(checkpoint_path(first, 12)), load_tensors(checkpoint_path(cont, 12))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the step it continued from is that run's weights
+    assert learning_rate(12, load_run_config(cont)) == pytest.approx(1.5e-3)  # warm-up counted from step 12
+    assert load_run_config(cont).train.init_step == 12
+
+
+def test_continuation_resumes_exactly(tmp_path, tiny_config):
+    first = train(tiny_config, tmp_path / "first")
+    straight = train(_continuation(tiny_config, first, init_step=8), tmp_path / "straight")
+
+    def die(step, info):
+        if step == 15:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(_continuation(tiny_config, first, init_step=8), tmp_path / "resumed", callback=die)
+    resumed = train(_continuation(tiny_config, first, init_step=8), tmp_path / "resumed", resume=True)
+    assert _metrics(straight) == _metrics(resumed)
+    b = load_tensors(checkpoint_path(resumed, 20))
+    assert all(torch.equal(v, b[k]) for k, v in load_tensors(checkpoint_path(straight, 20)).items())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"init_step": 5}, "no checkpoint at step 5"),
+    ({"steps": 12}, "does not go past"),
+    ({"init_from": "nowhere"}, "neither a run folder nor a shipped run"),
+])
+def test_continuation_refuses_bad_sources(tmp_path, tiny_config, change, message):
+    first = train(tiny_config, tmp_path / "first")
+    cfg = _continuation(tiny_config, first)
+    for key, value in change.items():
+        setattr(cfg.train, key, value)
+    with pytest.raises(ConceptLensError, match=message):
+        train(cfg, tmp_path / "cont")
+    assert not (tmp_path / "cont").exists()
+
+
+def test_continuation_needs_the_same_model(tmp_path, tiny_config):
+    first = train(tiny_config, tmp_path / "first")
+    cfg = _continuation(tiny_config, first)
+    cfg.model.d_model = 32
+    with pytest.raises(ConceptLensError, match="another model or task"):
+        train(cfg, tmp_path / "cont")
+
+
+def test_resume_may_lengthen_a_constant_lr_run(tmp_path, tiny_config):
+    longer = tiny_config.model_copy(deep=True)
+    longer.train.steps = 20
+    straight = train(longer, tmp_path / "straight")
+    train(tiny_config, tmp_path / "extended")  # 12 steps, then 8 more
+    extended = train(longer, tmp_path / "extended", resume=True)
+    final = load_tensors(checkpoint_path(extended, 20))
+    assert all(torch.equal(v, final[k]) for k, v in load_tensors(checkpoint_path(straight, 20)).items())
+    assert all(r in _metrics(extended) for r in _metrics(straight))  # plus the record of the old end, step 12
+    assert load_run_config(extended).train.steps == 20
+    cosine = longer.model_copy(deep=True)
+    cosine.train.schedule, cosine.train.steps = "cosine", 30
+    with pytest.raises(ConceptLensError, match="only train.steps may grow"):
+        train(cosine, tmp_path / "extended", resume=True)
+
+
+def test_the_shipped_quick_series_is_the_quick_config(tmp_path):
+    """Every shipped `quick-seedN` is `--config quick --set seed=N` cut at its last step; retraining
+    its first 250 steps gives its step-250 weights (float16) up to float rounding across CPUs."""
+    from conceptlens.synthetic.config import load_config
+    from conceptlens.synthetic.shipped import copy_shipped_run, shipped_runs
+
+    names = [name for name in shipped_runs() if name.startswith("quick-seed")]
+    assert names
+    for name in names:
+        copy = copy_shipped_run(name, tmp_path / name)
+        shipped_config = load_run_config(copy)
+        quick = load_config("quick", [f"seed={name.removeprefix('quick-seed')}"])
+        quick.train.steps = shipped_config.train.steps
+        assert shipped_config == quick
+        assert 250 in checkpoint_steps(copy)
+        quick.train.steps = 250
+        ours = load_tensors(checkpoint_path(train(quick, tmp_path / f"ours-{name}"), 250))
+        for key, value in load_tensors(checkpoint_path(copy, 250), verify=True).items():
+            assert torch.allclose(ours[key].half().float(), value.float(), rtol=2e-2, atol=2e-3), key

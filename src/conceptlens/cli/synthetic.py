@@ -32,10 +32,15 @@ def train(
     with progress_bar() as bar:
         task = bar.add_task(f"train {cfg.name}", total=cfg.train.steps, info="")
 
+        first: list[tuple[int, float]] = []  # this session's first (step, elapsed): a resumed run starts late
+
         def update(step: int, info: dict) -> None:
+            if not first:
+                first.append((step, info["elapsed_s"]))
             if step % 25 and step != cfg.train.steps:
                 return
-            rate = step / info["elapsed_s"] if info["elapsed_s"] else 0.0
+            seconds = info["elapsed_s"] - first[0][1]
+            rate = (step - first[0][0]) / seconds if seconds > 0 else 0.0
             test = info["record"].get("test_mse_mean")
             text = f"loss {info['loss']:.4f}" + (f" test {test:.4f}" if test is not None else "")
             bar.update(task, completed=step, info=f"{text} {rate:.1f} steps/s")

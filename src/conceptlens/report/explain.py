@@ -24,6 +24,8 @@ FILE_TEXT: dict[str, str] = {
     "head_importance.csv": "Attention-head pruning: the loss change per basis when one head at a time is removed.",
     "baselines.csv": "Reference errors against the number of in-context examples: OLS over all dimensions, oracle "
                      "OLS on the true basis, Lasso, ridge, beside the model.",
+    "pairwise_td.csv": "Pairwise TD of the synthetic bases at the analysis layer: 0.5 means two bases share a "
+                       "cluster, 1 that the layer tells them apart.",
     "umap.csv": "2-D UMAP coordinates (n_neighbors 15, min_dist 0.1) of one layer's representations.",
     "pairwise.csv": "Pairwise TD: decodability on each pair of concepts alone, showing which concepts overlap.",
     "comparison.md": "The paper's finetuning table, for this run: mean +/- std across concepts of TD and accuracy "

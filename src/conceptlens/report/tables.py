@@ -68,6 +68,7 @@ SUMMARIES: dict[str, Summary] = {
     "interventions_summary.csv": Summary(("mean_change", "change"), ("concept",), ("condition", "direction"),
                                          "mean change in accuracy under the interventions"),
     "pairwise.csv": Summary(("td",), ("concept_a",), ("concept_b",), "pairwise TD (mean over shots)"),
+    "pairwise_td.csv": Summary(("td",), ("moment", "basis_a"), ("basis_b",), "pairwise TD of the bases, by moment"),
 }
 
 LISTED_ONLY = {"umap.csv": "2-D coordinates drawn in the UMAP figure",

@@ -22,8 +22,8 @@ from conceptlens.storage import write_json, write_table
 from conceptlens.synthetic.baselines import baseline_errors, summary
 from conceptlens.synthetic.probes import (head_importance, patching_matrix, per_concept_mean, representations,
                                           squared_errors)
-from conceptlens.synthetic.train import (TEST_SEED, build_task, checkpoint_steps, load_checkpoint,
-                                         load_run_config)
+from conceptlens.synthetic.train import (TEST_SEED, build_task, checkpoint_steps, curriculum_end,
+                                         load_checkpoint, load_run_config)
 
 
 def select_steps(steps: list[int], max_checkpoints: int | None) -> list[int]:
@@ -100,6 +100,8 @@ def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per
     layer = int(final_td.idxmax()) if layer is None else layer
     moments = find_moments(td, layer, names, separation_td)
 
+    pairwise = _pairwise_table(acts_by_step, moments, layer, labels, k)
+
     sub = task.test_set(baseline_sequences_per_basis, seed=TEST_SEED + 1)
     base = baseline_errors(task, sub)
     model_curve = squared_errors(final_pred, batch)
@@ -116,6 +118,8 @@ def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per
     moments["final_td_best_layer"] = float(final_td.max())
     moments["final_td_by_layer"] = {int(l): float(v) for l, v in final_td.items()}
     moments["steps_analysed"] = steps
+    if curriculum_end(config):
+        moments["curriculum_until"] = curriculum_end(config)
     moments["eval_from_points"] = from_points
 
     patch_at = {"b": moments["b"], "end": steps[-1]}
@@ -132,8 +136,8 @@ def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per
     heads.insert(0, "step", steps[-1])
 
     umap_frame = _umap_table(acts_by_step, moments, layer, labels) if umap else pd.DataFrame()
-    outputs = {"loss_per_basis": loss, "decodability": td, "patching": patching, "head_importance": heads,
-               "baselines": base}
+    outputs = {"loss_per_basis": loss, "decodability": td, "pairwise_td": pairwise, "patching": patching,
+               "head_importance": heads, "baselines": base}
     if umap:
         outputs["umap"] = umap_frame
     for name, frame in outputs.items():
@@ -143,8 +147,27 @@ def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per
     if figures:
         from conceptlens.synthetic.figures import draw_all
 
-        files += draw_all(run_dir, loss, td, moments, base, patching, heads, umap_frame, config)
+        files += draw_all(run_dir, loss, td, moments, base, patching, heads, umap_frame, config, pairwise)
     return {"run": str(run_dir), "moments": moments, "files": files}
+
+
+def _pairwise_table(acts_by_step: dict, moments: dict, layer: int, labels: list[str], k: int) -> pd.DataFrame:
+    """TD of every pair of bases alone at the analysis layer, at (a), (b), (c) and the last checkpoint:
+    which bases a layer already tells apart (a run stuck at TD 0.5 of 4 bases separates two pairs)."""
+    from conceptlens.decodability import pairwise_decodability
+
+    frames, drawn = [], set()
+    for moment, step in (("a", moments.get("a")), ("b", moments.get("b")), ("c", moments.get("c")),
+                         ("end", max(acts_by_step))):
+        if step is None or step not in acts_by_step or step in drawn:
+            continue
+        drawn.add(step)
+        matrix = pairwise_decodability(acts_by_step[step][layer], labels, k=k)
+        tidy = matrix.rename_axis(index="basis_a", columns="basis_b").stack().rename("td").reset_index()
+        tidy.insert(0, "step", step)
+        tidy.insert(0, "moment", moment)
+        frames.append(tidy)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _umap_table(acts_by_step: dict, moments: dict, layer: int, labels: list[str]) -> pd.DataFrame:

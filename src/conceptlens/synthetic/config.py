@@ -42,12 +42,16 @@ class ModelConfig(_Strict):
 
 
 class CurriculumConfig(_Strict):
-    """Garg et al.: start with few examples per sequence and add `step_points` every `every` steps."""
+    """Garg et al.: start with few examples per sequence and add `step_points` every `every` steps.
+    `start_support` (sparse tasks) is Garg's curriculum over dimensions kept inside each basis: w
+    starts on the first `start_support` coordinates of its basis and gains one every `support_every`."""
 
     enabled: bool = False
     start_points: int = Field(5, ge=2)
     step_points: int = Field(1, ge=1)
     every: int = Field(200, ge=1)
+    start_support: int | None = Field(None, ge=1)
+    support_every: int = Field(1000, ge=1)
 
 
 class TrainConfig(_Strict):
@@ -63,6 +67,11 @@ class TrainConfig(_Strict):
     grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
     threads: int = Field(0, ge=0)  # torch threads; 0 keeps torch's default
     curriculum: CurriculumConfig = CurriculumConfig()
+    # Continue another run: its folder (or a shipped series' name) and step. Its weights start this
+    # run with fresh optimizer moments (warm-up counted from there); its metrics and checkpoints up
+    # to that step are copied in, so this folder holds the whole series.
+    init_from: str | None = None
+    init_step: int | None = Field(None, ge=0)  # default: the other run's last checkpoint
 
 
 class ScheduleConfig(_Strict):

@@ -1,7 +1,7 @@
 """The figures of the synthetic study (matplotlib, Agg backend), drawn from the tidy tables.
 
 `loss_per_basis.png` (per-basis test MSE over training, moments (a)(b)(c) marked, baseline
-levels), `decodability.png` (TD layer x checkpoint), `umap.png` (the analysis layer at each
+levels), `decodability.png` (TD layer x checkpoint), `pairwise_td.png` (which bases separate), `umap.png` (the analysis layer at each
 moment), `patching.png` (source x target loss change), `head_importance.png`, `baselines.png`
 (error against number of examples, the final model on the same axes).
 """
@@ -44,6 +44,9 @@ def loss_figure(loss: pd.DataFrame, moments: dict, path: Path) -> str:
             ax.axvline(moments[moment], color="red", ls=style, lw=1)
             ax.text(moments[moment], ax.get_ylim()[1] if ax.get_yscale() == "linear" else loss.mse.max(),
                     f"({moment})", color="red", fontsize=8, ha="center", va="bottom")
+    if moments.get("curriculum_until"):  # test MSE is on the full task, so it rises while the curriculum runs
+        ax.axvspan(0, moments["curriculum_until"], color="grey", alpha=0.12, lw=0)
+        ax.text(moments["curriculum_until"] / 2, loss.mse.min(), "curriculum", ha="center", va="bottom", fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"test MSE (predictions with ≥ {moments.get('eval_from_points', 5)} examples)")
@@ -131,10 +134,34 @@ def baselines_figure(base: pd.DataFrame, path: Path) -> str:
     return _save(fig, path)
 
 
-def draw_all(run_dir: Path, loss, td, moments, base, patching, heads, umap_frame, config) -> list[str]:
+def pairwise_figure(frame: pd.DataFrame, path: Path) -> str | None:
+    """One basis x basis heatmap of pairwise TD per moment (0.5 = that pair shares a cluster)."""
+    if frame is None or frame.empty:
+        return None
+    moments = list(dict.fromkeys(frame.moment))
+    fig, axes = plt.subplots(1, len(moments), figsize=(3.2 * len(moments), 3.0), squeeze=False)
+    for ax, moment in zip(axes[0], moments):
+        rows = frame[frame.moment == moment]
+        names = list(dict.fromkeys(rows.basis_a))
+        matrix = rows.pivot(index="basis_a", columns="basis_b", values="td").loc[names, names]
+        image = ax.imshow(matrix.values, vmin=0.5, vmax=1.0, cmap="viridis")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if i != j:
+                    ax.text(j, i, f"{matrix.values[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white")
+        ax.set_xticks(range(len(names)), names)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_title(f"({moment}) step {int(rows.step.iloc[0])}", fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="pairwise TD")
+    return _save(fig, path)
+
+
+def draw_all(run_dir: Path, loss, td, moments, base, patching, heads, umap_frame, config,
+             pairwise: pd.DataFrame | None = None) -> list[str]:
     run_dir = Path(run_dir)
     names = [loss_figure(loss, moments, run_dir / "loss_per_basis.png"),
              decodability_figure(td, moments, run_dir / "decodability.png"),
+             pairwise_figure(pairwise, run_dir / "pairwise_td.png"),
              umap_figure(umap_frame, run_dir / "umap.png"),
              patching_figure(patching, run_dir / "patching.png"),
              heads_figure(heads, run_dir / "head_importance.png"),

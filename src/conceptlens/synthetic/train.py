@@ -44,13 +44,15 @@ def build_model(config: RunConfig) -> RegressionGPT:
 
 
 def learning_rate(step: int, config: RunConfig) -> float:
-    """Linear warm-up, then constant or cosine decay to `min_lr_ratio * lr`."""
+    """Linear warm-up, then constant or cosine decay to `min_lr_ratio * lr` (counted from `init_step`)."""
     t = config.train
+    origin = t.init_step or 0
+    step = step - origin
     if t.warmup and step < t.warmup:
         return t.lr * (step + 1) / t.warmup
     if t.schedule == "constant":
         return t.lr
-    progress = min(1.0, (step - t.warmup) / max(1, t.steps - t.warmup))
+    progress = min(1.0, (step - t.warmup) / max(1, t.steps - origin - t.warmup))
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -60,6 +62,24 @@ def points_at(step: int, config: RunConfig) -> int:
     if not c.enabled:
         return k
     return min(k, c.start_points + c.step_points * (step // c.every))
+
+
+def support_at(step: int, config: RunConfig) -> int | None:
+    """Coordinates of its basis a training w may use at `step` (the support curriculum), None = all."""
+    c = config.train.curriculum
+    if not c.enabled or c.start_support is None:
+        return None
+    return min(config.task.basis_dim, c.start_support + step // c.support_every)
+
+
+def curriculum_end(config: RunConfig) -> int | None:
+    """The first step that trains on the full task (all K examples, whole bases); None without a curriculum."""
+    c = config.train.curriculum
+    if not c.enabled:
+        return None
+    points = -(-max(0, config.task.n_points - c.start_points) // c.step_points) * c.every
+    support = 0 if c.start_support is None else max(0, config.task.basis_dim - c.start_support) * c.support_every
+    return max(points, support)
 
 
 def batch_generator(seed: int, step: int) -> torch.Generator:
@@ -162,9 +182,62 @@ def _restore(run_dir: Path, step: int, model, optimizer) -> dict:
     return meta
 
 
+def init_source(config: RunConfig) -> tuple[Path, int] | None:
+    """The run folder and step that `train.init_from` / `train.init_step` name, checked; None if unset."""
+    t = config.train
+    if t.init_from is None:
+        return None
+    from conceptlens.synthetic.shipped import shipped_root, shipped_runs
+
+    source = Path(t.init_from)
+    if not (source / "config.yaml").is_file():
+        if t.init_from not in shipped_runs():
+            raise ConceptLensError(f"train.init_from '{t.init_from}' is neither a run folder nor a shipped run.",
+                                   f"pass a folder written by `conceptlens synthetic train` or one of {shipped_runs()}.")
+        source = shipped_root() / t.init_from
+    steps = checkpoint_steps(source)
+    step = t.init_step if t.init_step is not None else (steps[-1] if steps else None)
+    if step is None or step not in steps:
+        raise ConceptLensError(f"{source} has no checkpoint at step {step}.", f"choose train.init_step among {steps}.")
+    if step >= t.steps:
+        raise ConceptLensError(f"train.steps {t.steps} does not go past train.init_step {step}.",
+                               "set train.steps above the step you continue from.")
+    if load_run_config(source).model != config.model or load_run_config(source).task != config.task:
+        raise ConceptLensError(f"{source} was trained with another model or task.",
+                               "continue a run only with its own task and model settings.")
+    return source, step
+
+
+def _start_from(source: Path, step: int, run_dir: Path, model) -> None:
+    """Copy `source`'s series up to `step` into `run_dir` and load its weights at `step` into `model`."""
+    import shutil
+
+    for name in ("metrics.jsonl", "timing.jsonl"):
+        if (source / name).is_file():
+            kept = [r for r in read_jsonl(source / name) if r["step"] <= step]
+            write_text(run_dir / name, "".join(json.dumps(r) + "\n" for r in kept))
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    for earlier in checkpoint_steps(source):
+        if earlier <= step:
+            for suffix in ("", ".sha256"):
+                shutil.copyfile(str(checkpoint_path(source, earlier)) + suffix,
+                                str(checkpoint_path(run_dir, earlier)) + suffix)
+    weights = load_tensors(checkpoint_path(source, step), verify=True)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()})
+
+
 def _truncate_jsonl(path: Path, step: int) -> None:
     kept = [r for r in read_jsonl(path) if r["step"] <= step]
     write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _same_run(saved: RunConfig, config: RunConfig) -> bool:
+    """Resuming may only lengthen a constant-lr run: its first `saved.train.steps` steps stay the same."""
+    if saved == config:
+        return True
+    longer = saved.model_copy(deep=True)
+    longer.train.steps = config.train.steps
+    return longer == config and config.train.steps > saved.train.steps and config.train.schedule == "constant"
 
 
 def train(config: RunConfig, out: str | Path, resume: bool = False,
@@ -172,10 +245,15 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
     """Train (or resume) a run into `out`; `callback(step, info)` is called after every step."""
     run_dir = Path(out)
     saved = run_dir / "config.yaml"
+    source = init_source(config)
+    if source is not None:
+        config = config.model_copy(deep=True)
+        config.train.init_step = source[1]  # the saved config names the step it continued from
     if resume and saved.is_file():
-        if load_run_config(run_dir) != config:
+        if not _same_run(load_run_config(run_dir), config):
             raise ConceptLensError(f"the config differs from the one {run_dir} was started with.",
-                                   "resume with the same config (omit --config to use the saved one).")
+                                   "resume with the same config (omit --config to use the saved one); only "
+                                   "train.steps may grow, and only with a constant learning rate.")
     elif checkpoint_steps(run_dir) and not resume:
         raise ConceptLensError(f"{run_dir} already holds a run.", "pass --resume, or choose a new --out folder.")
     if config.train.threads:
@@ -200,12 +278,18 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
     else:
         for name in ("metrics.jsonl", "timing.jsonl"):
             (run_dir / name).unlink(missing_ok=True)
+        if source is not None:
+            _start_from(*source, run_dir, model)
+            start = source[1]
+            timing = read_jsonl(run_dir / "timing.jsonl") if (run_dir / "timing.jsonl").is_file() else []
+            elapsed = timing[-1]["elapsed_s"] if timing else 0.0
 
     def log(step: int) -> dict:
         nonlocal loss_sum, loss_count
         mse = evaluate(model, test, task.n_concepts, config.schedule.eval_from_points)
         record = {"step": step, "train_loss": loss_sum / loss_count if loss_count else None,
                   "lr": learning_rate(max(step - 1, 0), config), "n_points": points_at(max(step - 1, 0), config),
+                  **({"support": support_at(max(step - 1, 0), config)} if support_at(0, config) else {}),
                   "test_mse": dict(zip(task.concept_names, mse.tolist())), "test_mse_mean": float(mse.mean())}
         append_jsonl(run_dir / "metrics.jsonl", record)
         append_jsonl(run_dir / "timing.jsonl", {"step": step, "elapsed_s": round(elapsed, 3)})
@@ -214,12 +298,15 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
 
     record: dict = {}
     if point is None:  # a fresh start (resuming from step 0 keeps its record: logging it again would double it)
-        record = log(0)
-        _save_checkpoint(run_dir, 0, model, optimizer, {"loss_sum": 0.0, "loss_count": 0, "elapsed_s": 0.0}, config)
+        if source is None:  # a continuation already has the other run's record of its first step
+            record = log(0)
+        _save_checkpoint(run_dir, start, model, optimizer, {"loss_sum": 0.0, "loss_count": 0, "elapsed_s": elapsed},
+                         config)
     model.train()
     base_elapsed, clock = elapsed, time.perf_counter()
     for step in range(start, t.steps):
-        batch = task.sample(t.batch_size, batch_generator(config.seed, step), n_points=points_at(step, config))
+        batch = task.sample(t.batch_size, batch_generator(config.seed, step), n_points=points_at(step, config),
+                            support=support_at(step, config))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         loss = F.mse_loss(model(batch.xs, batch.ys), batch.ys)

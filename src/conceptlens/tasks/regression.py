@@ -58,14 +58,21 @@ class RegressionMixture:
         """The coordinates a concept's w lives on (for the oracle baseline); None if not sparse-linear."""
         return None
 
+    def support_masks(self, size: int) -> torch.Tensor:
+        raise ConceptLensError(f"a support curriculum needs a sparse task, not {type(self).__name__}.",
+                               "unset train.curriculum.start_support, or use task.kind sparse or overlapping.")
+
     def sample(self, n: int, gen: torch.Generator, concepts: torch.Tensor | None = None,
-               n_points: int | None = None) -> RegressionBatch:
-        """Draw `n` sequences (concepts uniform unless given) with `n_points` (default K) pairs each."""
+               n_points: int | None = None, support: int | None = None) -> RegressionBatch:
+        """Draw `n` sequences (concepts uniform unless given) with `n_points` (default K) pairs each;
+        `support` keeps w on the first `support` coordinates of its basis (sparse tasks only)."""
         k = n_points or self.n_points
         if concepts is None:
             concepts = torch.randint(0, self.n_concepts, (n,), generator=gen)
         xs = torch.randn(n, k, self.n_dims, generator=gen)
         weights = self._weights(concepts, gen)
+        if support is not None:
+            weights = weights * self.support_masks(support)[concepts]
         noise = torch.randn(n, k, generator=gen) * self.noise_var ** 0.5
         ys = self._targets(xs, weights, concepts) + noise
         return RegressionBatch(xs, ys, concepts.long(), weights)
@@ -99,6 +106,13 @@ class SparseRegressionMixture(RegressionMixture):
 
     def support(self, concept: int) -> torch.Tensor:
         return torch.tensor(self.bases[concept])
+
+    def support_masks(self, size: int) -> torch.Tensor:
+        """`[n_concepts, D]`: 1 on the first `size` coordinates of each basis."""
+        masks = torch.zeros_like(self.masks)
+        for i, basis in enumerate(self.bases):
+            masks[i, basis[:size]] = 1.0
+        return masks
 
 
 def disjoint_bases(n_dims: int, basis_dim: int, n_bases: int, shuffle: bool = False,
