@@ -118,8 +118,8 @@ def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per
     moments["final_td_best_layer"] = float(final_td.max())
     moments["final_td_by_layer"] = {int(l): float(v) for l, v in final_td.items()}
     moments["steps_analysed"] = steps
-    if curriculum_end(config):
-        moments["curriculum_until"] = curriculum_end(config)
+    if (until := curriculum_end(config)) is not None:
+        moments["curriculum_until"] = until
     moments["eval_from_points"] = from_points
 
     patch_at = {"b": moments["b"], "end": steps[-1]}

@@ -1,7 +1,8 @@
 """The figures of the synthetic study (matplotlib, Agg backend), drawn from the tidy tables.
 
 `loss_per_basis.png` (per-basis test MSE over training, moments (a)(b)(c) marked, baseline
-levels), `decodability.png` (TD layer x checkpoint), `pairwise_td.png` (which bases separate), `umap.png` (the analysis layer at each
+levels, the curriculum shaded), `decodability.png` (TD layer x checkpoint), `pairwise_td.png`
+(which bases a layer tells apart, per moment), `umap.png` (the analysis layer at each
 moment), `patching.png` (source x target loss change), `head_importance.png`, `baselines.png`
 (error against number of examples, the final model on the same axes).
 """

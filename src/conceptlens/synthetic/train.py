@@ -193,7 +193,8 @@ def init_source(config: RunConfig) -> tuple[Path, int] | None:
     if not (source / "config.yaml").is_file():
         if t.init_from not in shipped_runs():
             raise ConceptLensError(f"train.init_from '{t.init_from}' is neither a run folder nor a shipped run.",
-                                   f"pass a folder written by `conceptlens synthetic train` or one of {shipped_runs()}.")
+                                   "pass a folder written by `conceptlens synthetic train` or one of "
+                                   f"{shipped_runs()}.")
         source = shipped_root() / t.init_from
     steps = checkpoint_steps(source)
     step = t.init_step if t.init_step is not None else (steps[-1] if steps else None)
@@ -202,7 +203,8 @@ def init_source(config: RunConfig) -> tuple[Path, int] | None:
     if step >= t.steps:
         raise ConceptLensError(f"train.steps {t.steps} does not go past train.init_step {step}.",
                                "set train.steps above the step you continue from.")
-    if load_run_config(source).model != config.model or load_run_config(source).task != config.task:
+    other = load_run_config(source)
+    if other.model != config.model or other.task != config.task:
         raise ConceptLensError(f"{source} was trained with another model or task.",
                                "continue a run only with its own task and model settings.")
     return source, step
