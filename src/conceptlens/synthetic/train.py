@@ -216,8 +216,7 @@ def _start_from(source: Path, step: int, run_dir: Path, model) -> None:
 
     for name in ("metrics.jsonl", "timing.jsonl"):
         if (source / name).is_file():
-            kept = [r for r in read_jsonl(source / name) if r["step"] <= step]
-            write_text(run_dir / name, "".join(json.dumps(r) + "\n" for r in kept))
+            _truncate_jsonl(source / name, step, out=run_dir / name)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     for earlier in checkpoint_steps(source):
         if earlier <= step:
@@ -228,9 +227,10 @@ def _start_from(source: Path, step: int, run_dir: Path, model) -> None:
     model.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()})
 
 
-def _truncate_jsonl(path: Path, step: int) -> None:
+def _truncate_jsonl(path: Path, step: int, out: Path | None = None) -> None:
+    """Keep the records up to `step`, in place or written to `out`."""
     kept = [r for r in read_jsonl(path) if r["step"] <= step]
-    write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    write_text(out or path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _same_run(saved: RunConfig, config: RunConfig) -> bool:
@@ -262,6 +262,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
         torch.set_num_threads(config.train.threads)
 
     task = build_task(config)  # validates the task before anything is written
+    if support_at(0, config) is not None:
+        task.support_masks(1)  # a support curriculum on a task without bases fails here, not mid-run
     test = task.test_set(config.schedule.eval_per_concept, seed=TEST_SEED)
     torch.manual_seed(config.seed)
     model = build_model(config)
