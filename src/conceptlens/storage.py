@@ -29,6 +29,14 @@ def _umask_mode() -> int:
 _FILE_MODE = _umask_mode()
 
 
+def expand_user(path: str | Path, fix: str = "write the full path.") -> Path:
+    """`Path(path).expanduser()`, with one clear error for "~nosuchuser/..." instead of a RuntimeError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as exc:
+        raise ConceptLensError(f"cannot expand '{path}' ({exc}).", fix) from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
@@ -121,12 +129,15 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def write_table(path: str | Path, frame: "Any") -> None:
-    """Write a pandas DataFrame as CSV, and as Parquet beside it (same stem)."""
+    """Write a pandas DataFrame as CSV, and as Parquet beside it (same stem).
+
+    Both are written to temporaries first and renamed only when both are whole, so a failed write
+    leaves the previous pair, never a new CSV beside an old Parquet.
+    """
     path = Path(path)
-    with atomic_path(path.with_suffix(".csv")) as tmp:
-        frame.to_csv(tmp, index=False)
-    with atomic_path(path.with_suffix(".parquet")) as tmp:
-        frame.to_parquet(tmp, index=False)
+    with atomic_path(path.with_suffix(".csv")) as csv_tmp, atomic_path(path.with_suffix(".parquet")) as parquet_tmp:
+        frame.to_csv(csv_tmp, index=False)
+        frame.to_parquet(parquet_tmp, index=False)
 
 
 def sha256_file(path: str | Path) -> str:

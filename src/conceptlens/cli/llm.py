@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from conceptlens.cli.common import DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE
+from conceptlens.storage import expand_user
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -175,7 +176,7 @@ def run(
     settings = {"split": split, "null": null, "family_source": family}
 
     def load(revision: str | None = None):
-        if revision and Path(revision).expanduser().exists():
+        if revision and expand_user(revision, "write the revision folder's full path.").exists():
             return open_model(revision, None, dtype, device, device_map, load_in, trust_remote_code)
         return open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
 

@@ -17,13 +17,13 @@ import pandas as pd
 from conceptlens.errors import ConceptLensError
 from conceptlens.llm.study import check_settings, run_study
 from conceptlens.models.loader import LoadedModel
-from conceptlens.storage import write_table
+from conceptlens.storage import expand_user, write_table
 from conceptlens.tasks.family import TaskFamily
 
 
 def revision_label(revision: str) -> str:
     """A folder-safe label: a local folder's name, or the revision with odd characters replaced."""
-    path = Path(revision).expanduser()
+    path = expand_user(revision, "write the revision folder's full path.")
     text = path.name if path.exists() else revision
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "revision"
 
@@ -57,7 +57,7 @@ def run_checkpoint_series(load: Callable[[str], LoadedModel], revisions: list[st
     summaries = []
     for revision, label in zip(revisions, labels):
         lm = load(revision)
-        lm.name = f"{lm.name}@{label}" if not Path(revision).expanduser().exists() else lm.name
+        lm.name = f"{lm.name}@{label}" if not expand_user(revision).exists() else lm.name
         summary = run_study(lm, family_name, family, shots, prompts_per_concept, seed, out / f"revision={label}",
                             state_concept=state_concept, k=k, progress=progress, batch_size=batch_size,
                             settings={**(settings or {}), "revision": revision})

@@ -85,10 +85,13 @@ def plan_study(lm: LoadedModel, family: TaskFamily, shots: list[int], prompts_pe
 
 @torch.inference_mode()
 def weights_signature(model) -> str:
-    """A cheap signature of the weights (sum and count of every parameter): finetuned != pretrained."""
+    """A cheap signature of the weights (sum and count of every parameter): finetuned != pretrained.
+
+    Summed in float64 and printed to 9 digits, so the thread count (summation order) does not change it.
+    """
     total, count = 0.0, 0
     for param in model.parameters():
-        total += float(param.detach().float().sum())
+        total += float(param.detach().sum(dtype=torch.float64))
         count += param.numel()
     return f"{count}:{total:.8e}"
 

@@ -16,6 +16,7 @@ import torch
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks.components import ModelLayout, layout_for
 from conceptlens.models.embedded import EMBEDDED, embedded_folder
+from conceptlens.storage import expand_user
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
 
@@ -50,10 +51,7 @@ def resolve_source(name: str) -> tuple[str, bool]:
     """Return (path or hub id, is_local)."""
     if name in EMBEDDED:
         return str(embedded_folder(name)), True
-    try:
-        path = Path(name).expanduser()
-    except RuntimeError as exc:  # "~nosuchuser/..."
-        raise ConceptLensError(f"cannot expand '{name}' ({exc}).", "write the model folder's full path.") from exc
+    path = expand_user(name, "write the model folder's full path.")
     if path.exists():
         if not (path / "config.json").exists():
             raise ConceptLensError(f"{path} is not a HuggingFace model folder (no config.json).",

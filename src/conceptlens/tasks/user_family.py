@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 from conceptlens.errors import ConceptLensError
+from conceptlens.storage import expand_user
 from conceptlens.tasks.family import NULL, Example, TaskFamily
 
 SUFFIXES = (".json", ".jsonl")
@@ -81,10 +82,7 @@ def read_concept_file(path: str | Path) -> list[Example]:
 
 def user_family(folder: str | Path, null: bool = True, seed: int = 0, min_pairs: int = 2) -> TaskFamily:
     """Read a family folder (see the module docstring); every concept needs `min_pairs` pairs."""
-    try:
-        folder = Path(folder).expanduser()
-    except RuntimeError as exc:  # "~nosuchuser/..."
-        raise ConceptLensError(f"cannot expand '{folder}' ({exc}).", "write the folder's full path.") from exc
+    folder = expand_user(folder, "write the folder's full path.")
     if not folder.exists():
         raise ConceptLensError(f"family folder {folder} does not exist.",
                                "pass 'pos', 'bitwise' or a folder with one .json/.jsonl file per concept.")
