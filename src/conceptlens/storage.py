@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,6 +73,31 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+_STALE_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # atomic_path's temporaries
+_STALE_FOLDER = re.compile(r"^\..+\.[a-z0-9_]{8}$")  # atomic_folder's staging folders
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete what a killed writer left in `folder` and below (`atomic_path` / `atomic_folder` temporaries).
+
+    Call it when a run resumes: nothing reads these, and only one process writes a run folder.
+    """
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_file() and _STALE_FILE.match(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        elif path.is_dir() and _STALE_FOLDER.match(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

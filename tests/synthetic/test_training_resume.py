@@ -43,6 +43,20 @@ def test_resume_is_exact(tmp_path, tiny_config):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_removes_what_a_killed_write_left(tmp_path, tiny_config):
+    """A kill -9 inside `atomic_path` / `atomic_folder` leaves hidden temporaries; resuming deletes them."""
+    run = train(tiny_config, tmp_path / "run")
+    stale = [run / "checkpoints" / ".step_0000012.safetensors.ab_c1234.tmp", run / ".metrics.jsonl.zz9y8x7w.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (run / ".adapter.q1w2e3r4").mkdir()
+    kept = run / ".notes"
+    kept.write_text("mine")
+    train(tiny_config, run, resume=True)
+    assert not any(path.exists() for path in stale) and not (run / ".adapter.q1w2e3r4").exists()
+    assert kept.read_text() == "mine"
+
+
 def test_existing_run_needs_resume(tmp_path, tiny_config):
     train(tiny_config, tmp_path / "run")
     with pytest.raises(ConceptLensError):

@@ -23,7 +23,8 @@ from conceptlens.llm.finetune_checkpoint import CHECKPOINT, load_checkpoint, sav
 from conceptlens.llm.finetune_data import IGNORE, TrainingExample, batch_schedule, collate
 from conceptlens.llm.finetune_layers import freeze_except_blocks, lora_target_modules
 from conceptlens.models.loader import LoadedModel
-from conceptlens.storage import append_jsonl, atomic_folder, load_tensors, read_jsonl, save_tensors, write_text
+from conceptlens.storage import (append_jsonl, atomic_folder, load_tensors, read_jsonl, remove_stale_temporaries,
+                                 save_tensors, write_text)
 
 METHODS = ("lora", "full")
 LOG = "train_log.jsonl"
@@ -117,6 +118,8 @@ def train_model(model: torch.nn.Module, examples: Sequence[TrainingExample], con
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     schedule = batch_schedule(len(examples), config.epochs, config.batch_size, config.seed)
     start = 0
+    if resume:
+        remove_stale_temporaries(run)
     if resume and (run / CHECKPOINT).exists():
         start = int(load_checkpoint(run, model, optimizer)["step"])
         kept = [r for r in read_jsonl(run / LOG) if r["step"] <= start]

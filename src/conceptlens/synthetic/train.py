@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import (append_jsonl, load_tensors, read_jsonl, save_tensors, verify_checksum,
-                                 write_json, write_text)
+from conceptlens.storage import (append_jsonl, load_tensors, read_jsonl, remove_stale_temporaries, save_tensors,
+                                 verify_checksum, write_json, write_text)
 from conceptlens.synthetic.config import RunConfig, config_from_dict
 from conceptlens.synthetic.model import GPTConfig, RegressionGPT
 from conceptlens.tasks.regression import RegressionBatch, RegressionMixture, make_task
@@ -274,6 +274,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
 
     start, loss_sum, loss_count, elapsed = 0, 0.0, 0, 0.0
     point = _resume_point(run_dir) if resume else None
+    if resume:
+        remove_stale_temporaries(run_dir)
     if point is not None:
         meta = _restore(run_dir, point, model, optimizer)
         start, loss_sum, loss_count, elapsed = point, meta["loss_sum"], meta["loss_count"], meta["elapsed_s"]
