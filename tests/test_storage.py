@@ -115,3 +115,19 @@ def test_an_unknown_user_in_a_path_is_one_clear_error(call):
                "resolve_source": resolve_source}
     with pytest.raises(ConceptLensError, match="cannot expand '~conceptlens_no_such_user/x'"):
         readers[call]("~conceptlens_no_such_user/x")
+
+
+def test_the_same_tensors_and_metadata_give_the_same_bytes_in_every_process(tmp_path):
+    """safetensors writes metadata in hash order (it changed between processes); we sort it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from conceptlens.storage import save_tensors; "
+            "save_tensors(sys.argv[1], {'b': torch.arange(3.0), 'a': torch.ones(2, 2)}, "
+            "metadata={k: k * 3 for k in 'zyxwvutsrqponmlk'}, checksum=True)")
+    for i in range(4):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{i}.safetensors")], check=True)
+    assert len({(tmp_path / f"{i}.safetensors").read_bytes() for i in range(4)}) == 1
+    loaded = load_tensors(tmp_path / "0.safetensors", verify=True)
+    assert torch.equal(loaded["b"], torch.arange(3.0)) and torch.equal(loaded["a"], torch.ones(2, 2))
+    assert safetensors_metadata(tmp_path / "0.safetensors")["q"] == "qqq"

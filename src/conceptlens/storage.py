@@ -193,6 +193,25 @@ def verify_checksum(path: str | Path) -> None:
                                f"delete {path} and its .sha256 file, then rerun with --resume.")
 
 
+def _sort_metadata(path: Path) -> None:
+    """Rewrite a safetensors header with its `__metadata__` keys sorted, in place.
+
+    safetensors writes the metadata map in hash order, which changes from process to process, so
+    the same tensors and metadata gave different bytes (and checksums). Sorting keeps the header's
+    length (same items, same compact JSON), so only the header bytes are rewritten.
+    """
+    import struct
+
+    with open(path, "r+b") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= length:  # always, unless the writer's escaping differs from Python's
+            handle.seek(8)
+            handle.write(text + b" " * (length - len(text)))
+
+
 def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None,
                  checksum: bool = False) -> None:
     """Save torch tensors as safetensors, atomically (and with a checksum sidecar if asked)."""
@@ -201,6 +220,8 @@ def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | Non
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        if metadata:
+            _sort_metadata(tmp)
     if checksum:
         write_checksum(path)
 

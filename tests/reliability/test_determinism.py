@@ -1,9 +1,9 @@
 """Determinism on CPU: every command, run twice with the same seed, writes the same results.
 
 Each command runs twice through the real CLI entry point on the tiny model. Tables (CSV) must
-match byte for byte; JSON must match once wall-clock fields are dropped; safetensors must hold
-the same tensors (their headers list metadata in hash-map order, so bytes may differ: see
-RELIABILITY.md). GPU runs differ for the reasons RELIABILITY.md lists.
+and safetensors must match byte for byte (`save_tensors` sorts the header's metadata, which
+safetensors writes in hash-map order, and wall time is kept out of it); JSON must match once
+wall-clock fields are dropped. GPU runs differ for the reasons RELIABILITY.md lists.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ def twice(cli, tmp_path: Path, make_args, name: str) -> tuple[Path, Path]:
 def assert_same(a: Path, b: Path, name: str) -> None:
     semantic = fault_inject.diff_digests(fault_inject.tree_digest(a), fault_inject.tree_digest(b))
     tables = {p.relative_to(a) for p in (a.rglob("*.csv") if a.is_dir() else [])}
+    tables |= {p.relative_to(a) for p in (a.rglob("*.safetensors") if a.is_dir() else [])}
     csv_bytes = [str(t) for t in sorted(tables) if (a / t).read_bytes() != (b / t).read_bytes()]
     raw = fault_inject.diff_digests(fault_inject.tree_digest(a, volatile_keys=()),
                                     fault_inject.tree_digest(b, volatile_keys=()))
     log_result(name, files=len(fault_inject.tree_digest(a)), tables=len(tables), semantic_differences=semantic,
                csv_differences=csv_bytes, raw_byte_differences=raw[:8])
     assert semantic == [], f"{name}: results differ between two runs with the same seed: {semantic}"
-    assert csv_bytes == [], f"{name}: tables differ byte for byte: {csv_bytes}"
+    assert csv_bytes == [], f"{name}: tables or tensors differ byte for byte: {csv_bytes}"
 
 
 

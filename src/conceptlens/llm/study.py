@@ -128,8 +128,10 @@ def _load_stage(path: Path, stage: Stage, fingerprint: str) -> bool:
     stage.layers = tensors["layers"].tolist()
     stage.correct = tensors["correct"].numpy().astype(bool)
     stage.completions = json.loads(meta["completions"])
-    stage.seconds = float(meta.get("seconds", 0.0))
-    stage.cpu_seconds = float(meta.get("cpu_seconds", 0.0))
+    timing = _timing_path(path)
+    times = json.loads(timing.read_text()) if timing.exists() else meta  # older files kept it in the metadata
+    stage.seconds = float(times.get("seconds", 0.0))
+    stage.cpu_seconds = float(times.get("cpu_seconds", 0.0))
     stage.resumed = True
     return True
 
@@ -151,15 +153,20 @@ def run_stage(lm: LoadedModel, family_name: str, stage: Stage, out: Path, batch_
     stage.completions, stage.correct = result.completions, result.correct
     concepts = list(dict.fromkeys(stage.labels))
     codes = torch.tensor([concepts.index(label) for label in stage.labels])
+    # wall time goes beside the activations, not in them, so two runs write the same bytes
+    write_json(_timing_path(path), {"seconds": round(stage.seconds, 3), "cpu_seconds": round(stage.cpu_seconds, 3)})
     save_tensors(path, {"activations": activations, "layers": torch.tensor(result.layers), "labels": codes,
                         "correct": torch.tensor(result.correct, dtype=torch.uint8)},
                  metadata={"fingerprint": fingerprint, "concepts": json.dumps(concepts),
                            "completions": json.dumps(result.completions), "shots": str(stage.shots),
-                           "model": lm.name, "family": family_name, "seconds": f"{stage.seconds:.3f}",
-                           "cpu_seconds": f"{stage.cpu_seconds:.3f}",
+                           "model": lm.name, "family": family_name,
                            "format": "conceptlens.activations.v1", "role": "query_separator"},
                  checksum=True)
     return stage
+
+
+def _timing_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".safetensors") + ".timing.json")
 
 
 def fit_accuracy_vs_td(td: np.ndarray, accuracy: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
