@@ -29,7 +29,7 @@ from conceptlens.llm.finetune_report import plot_td_before_after, study_summary
 from conceptlens.llm.finetune_train import TrainingConfig, load_finetuned, prepare_model, save_finetuned, train_model
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import sample_prompts
-from conceptlens.storage import read_jsonl, write_json
+from conceptlens.storage import read_jsonl, remove_stale_temporaries, write_json
 from conceptlens.tasks.family import NULL, TaskFamily
 
 TRAINED = "training.json"  # written once the finetuned weights are saved
@@ -138,6 +138,8 @@ def finetune(lm: LoadedModel, family_name: str, train_family: TaskFamily, test_f
     examples = [encode_example(lm.tokenizer, prompt, concept) for concept, prompt in pairs]
     monitor = [p for c in test_family.concept_names if c != NULL
                for p in sample_prompts(test_family, c, eval_prompts, shots, seed + 1)]
+    if resume:
+        remove_stale_temporaries(out)  # also in before/ and after/, which the training loop does not see
     write_json(out / "config.json", settings)
 
     started = time.time()
