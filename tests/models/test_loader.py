@@ -112,3 +112,26 @@ def test_chunked_gguf_is_joined_once_and_checked(monkeypatch, tmp_path):
     assert path.read_bytes() == b"".join(chunks)
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)  # joined once: no packages needed
     assert embedded.gguf_path("gemma3-270m") == path
+
+
+def test_an_uncached_hub_id_fails_at_once_when_the_hub_cannot_be_reached(tmp_path, monkeypatch):
+    """No ~50 s of download retries: one refused connection and one clear message."""
+    import time
+
+    from huggingface_hub import constants
+
+    from conceptlens.models.loader import check_hub_reachable
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    started = time.perf_counter()
+    with pytest.raises(ConceptLensError, match="not in the local HuggingFace cache and 127.0.0.1 cannot be reached"):
+        check_hub_reachable("someorg/somemodel")
+    assert time.perf_counter() - started < 5
+    snapshot = tmp_path / "hub" / "models--someorg--somemodel" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--someorg--somemodel" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someorg--somemodel" / "refs" / "main").write_text("abc123")
+    check_hub_reachable("someorg/somemodel")  # cached: no connection needed

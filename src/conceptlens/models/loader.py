@@ -62,6 +62,34 @@ def resolve_source(name: str) -> tuple[str, bool]:
     return name, False
 
 
+def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: float = 5.0) -> None:
+    """Fail at once, not after ~50 s of retries, when a hub id is neither cached nor downloadable.
+
+    A cached id (its config.json in the local HuggingFace cache) or HF_HUB_OFFLINE=1 (transformers
+    then fails fast itself) pass; otherwise one TCP connection to the hub endpoint decides.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str):
+            return
+    except ValueError:  # not a valid repo id: let transformers give its own message
+        return
+    if constants.HF_HUB_OFFLINE:
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConceptLensError(f"'{repo_id}' is not in the local HuggingFace cache and {host} cannot be reached ({exc}).",
+                               "download it on a machine with internet (save_pretrained) and pass the folder with "
+                               "--model /path/to/folder, or use the embedded default --model smollm2-135m.") from exc
+
+
 def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: str = "float32",
                device: str | None = None, device_map: str | None = None, load_in: str | None = None,
                trust_remote_code: bool = False) -> LoadedModel:
@@ -94,6 +122,8 @@ def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: s
         except ImportError as exc:
             raise ConceptLensError(f"--load-in {load_in} needs bitsandbytes.", "pip install bitsandbytes (GPU only).") from exc
         kwargs["quantization_config"] = BitsAndBytesConfig(**{f"load_in_{load_in}": True})
+    if not local:
+        check_hub_reachable(source, revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                   **({"revision": revision} if revision and not local else {}))
