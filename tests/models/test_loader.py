@@ -125,6 +125,8 @@ def test_an_uncached_hub_id_fails_at_once_when_the_hub_cannot_be_reached(tmp_pat
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
     started = time.perf_counter()
     with pytest.raises(ConceptLensError, match="not in the local HuggingFace cache and 127.0.0.1 cannot be reached"):
         check_hub_reachable("someorg/somemodel")

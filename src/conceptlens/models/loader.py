@@ -7,6 +7,7 @@ warning says so); `device_map="auto"` spreads a large model over devices through
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +63,14 @@ def resolve_source(name: str) -> tuple[str, bool]:
     return name, False
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
 def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: float = 5.0) -> None:
     """Fail at once, not after ~50 s of retries, when a hub id is neither cached nor downloadable.
 
-    A cached id (its config.json in the local HuggingFace cache) or HF_HUB_OFFLINE=1 (transformers
-    then fails fast itself) pass; otherwise one TCP connection to the hub endpoint decides.
+    A cached id (its config.json in the local HuggingFace cache), HF_HUB_OFFLINE=1 (transformers then
+    fails fast itself) or a proxy setting pass; otherwise one TCP connection to the hub endpoint decides.
     """
     import socket
     from urllib.parse import urlparse
@@ -78,8 +82,8 @@ def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: floa
             return
     except ValueError:  # not a valid repo id: let transformers give its own message
         return
-    if constants.HF_HUB_OFFLINE:
-        return
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return  # behind a proxy a direct connection proves nothing: let the download decide
     endpoint = urlparse(constants.ENDPOINT)
     host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
