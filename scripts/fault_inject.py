@@ -216,7 +216,8 @@ def _hidden(rel: Path) -> bool:
 
 def leftovers(root: str | Path) -> list[str]:
     """What killed writes left behind: temporary files and staging folders, which are hidden
-    (`.NAME.xxxx.tmp`, `.adapter.xxxx/`); never read by conceptlens, but never cleaned up either."""
+    (`.NAME.xxxx.tmp`, `.adapter.xxxx.staging/`); never read by conceptlens, deleted when a run resumes
+    (those older than a minute)."""
     root = Path(root)
     base = root if root.is_dir() else root.parent
     found = set()

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,6 +39,11 @@ def expand_user(path: str | Path, fix: str = "write the full path.") -> Path:
         raise ConceptLensError(f"cannot expand '{path}' ({exc}).", fix) from exc
 
 
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
@@ -49,8 +55,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -64,7 +69,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=STAGING_SUFFIX, dir=path.parent))
     try:
         yield staging
         if path.exists():
@@ -75,28 +80,40 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         raise
 
 
+STAGING_SUFFIX = ".staging"
 _STALE_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # atomic_path's temporaries
-_STALE_FOLDER = re.compile(r"^\..+\.[a-z0-9_]{8}$")  # atomic_folder's staging folders
+_STALE_FOLDER = re.compile(r"^\..+\.[a-z0-9_]{8}\.staging$|^\.adapter\.[a-z0-9_]{8}$")  # atomic_folder's (and older)
 
 
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete what a killed writer left in `folder` and below (`atomic_path` / `atomic_folder` temporaries).
+def remove_stale_temporaries(folder: str | Path, older_than_s: float = 60.0, recursive: bool = True) -> list[Path]:
+    """Delete what a killed writer left in `folder` (and below): `atomic_path` / `atomic_folder` temporaries.
 
-    Call it when a run resumes: nothing reads these, and only one process writes a run folder.
+    Call it when a run resumes; nothing reads these. Only those older than `older_than_s` go, so a
+    write in flight from another process (an `analyze` of the same run) is left alone; hidden
+    folders that are not staging folders (.git, .venv) are not entered.
     """
     import shutil
 
     folder = Path(folder)
+    removed: list[Path] = []
     if not folder.is_dir():
-        return []
-    removed = []
-    for path in sorted(folder.rglob(".*"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_file() and _STALE_FILE.match(path.name):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-        elif path.is_dir() and _STALE_FOLDER.match(path.name):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        return removed
+    cutoff = time.time() - older_than_s
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            path = Path(root) / name
+            if _STALE_FILE.match(name) and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        for name in list(dirs):
+            path = Path(root) / name
+            if _STALE_FOLDER.match(name):
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+                dirs.remove(name)
+            elif name.startswith(".") or not recursive:
+                dirs.remove(name)
     return removed
 
 
@@ -163,6 +180,7 @@ def write_table(path: str | Path, frame: "Any") -> None:
     path = Path(path)
     with atomic_path(path.with_suffix(".csv")) as csv_tmp, atomic_path(path.with_suffix(".parquet")) as parquet_tmp:
         frame.to_csv(csv_tmp, index=False)
+        _fsync(csv_tmp)  # a late write error surfaces here, before the Parquet is renamed
         frame.to_parquet(parquet_tmp, index=False)
 
 

@@ -127,6 +127,7 @@ def test_an_uncached_hub_id_fails_at_once_when_the_hub_cannot_be_reached(tmp_pat
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
     for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("no_proxy", "")
     started = time.perf_counter()
     with pytest.raises(ConceptLensError, match="not in the local HuggingFace cache and 127.0.0.1 cannot be reached"):
         check_hub_reachable("someorg/somemodel")
@@ -137,3 +138,5 @@ def test_an_uncached_hub_id_fails_at_once_when_the_hub_cannot_be_reached(tmp_pat
     (tmp_path / "hub" / "models--someorg--somemodel" / "refs").mkdir()
     (tmp_path / "hub" / "models--someorg--somemodel" / "refs" / "main").write_text("abc123")
     check_hub_reachable("someorg/somemodel")  # cached: no connection needed
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    check_hub_reachable("otherorg/othermodel")  # behind a proxy the download itself decides

@@ -44,17 +44,28 @@ def test_resume_is_exact(tmp_path, tiny_config):
 
 
 def test_resume_removes_what_a_killed_write_left(tmp_path, tiny_config):
-    """A kill -9 inside `atomic_path` / `atomic_folder` leaves hidden temporaries; resuming deletes them."""
+    """A kill -9 inside `atomic_path` / `atomic_folder` leaves hidden temporaries; resuming deletes
+    those older than a minute (a younger one may be another process's write in flight)."""
+    import os
+    import time
+
     run = train(tiny_config, tmp_path / "run")
-    stale = [run / "checkpoints" / ".step_0000012.safetensors.ab_c1234.tmp", run / ".metrics.jsonl.zz9y8x7w.tmp"]
-    for path in stale:
+    stale = [run / "checkpoints" / ".step_0000012.safetensors.ab_c1234.tmp", run / ".metrics.jsonl.zz9y8x7w.tmp",
+             run / ".umap.png.q1w2e3r4.staging"]
+    fresh = run / ".loss_per_basis.csv.k9j8h7g6.tmp"
+    for path in stale[:2] + [fresh]:
         path.write_bytes(b"half")
-    (run / ".adapter.q1w2e3r4").mkdir()
-    kept = run / ".notes"
-    kept.write_text("mine")
+    stale[2].mkdir()
+    for path in stale:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    kept = [run / ".notes", run / "other_run" / ".metrics.jsonl.zz9y8x7w.tmp"]
+    kept[1].parent.mkdir()
+    for path in kept:
+        path.write_text("mine")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
     train(tiny_config, run, resume=True)
-    assert not any(path.exists() for path in stale) and not (run / ".adapter.q1w2e3r4").exists()
-    assert kept.read_text() == "mine"
+    assert not any(path.exists() for path in stale)
+    assert fresh.exists() and all(path.read_text() == "mine" for path in kept)
 
 
 def test_existing_run_needs_resume(tmp_path, tiny_config):

@@ -7,7 +7,6 @@ warning says so); `device_map="auto"` spreads a large model over devices through
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +62,6 @@ def resolve_source(name: str) -> tuple[str, bool]:
     return name, False
 
 
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
 def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: float = 5.0) -> None:
     """Fail at once, not after ~50 s of retries, when a hub id is neither cached nor downloadable.
 
@@ -74,6 +70,7 @@ def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: floa
     """
     import socket
     from urllib.parse import urlparse
+    from urllib.request import getproxies
 
     from huggingface_hub import constants, try_to_load_from_cache
 
@@ -82,12 +79,15 @@ def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: floa
             return
     except ValueError:  # not a valid repo id: let transformers give its own message
         return
-    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in _PROXY_VARIABLES):
-        return  # behind a proxy a direct connection proves nothing: let the download decide
+    if constants.HF_HUB_OFFLINE or getproxies():
+        return  # behind a proxy (environment or system) a direct connection proves nothing
     endpoint = urlparse(constants.ENDPOINT)
     host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:  # the first address only: one timeout in all
+            probe.settimeout(timeout)
+            probe.connect(address)
     except OSError as exc:
         raise ConceptLensError(f"'{repo_id}' is not in the local HuggingFace cache and {host} cannot be reached ({exc}).",
                                "download it on a machine with internet (save_pretrained) and pass the folder with "

@@ -35,15 +35,17 @@ def loss_figure(loss: pd.DataFrame, moments: dict, path: Path) -> str:
     for basis, rows in loss.groupby("basis", sort=False):
         ax.plot(rows.step, rows.mse, marker=".", label=basis)
     colors = {"lasso": "grey", "ridge": "tan", "oracle": "black", "ols": "lightgrey"}
-    labels: list[list] = []  # [level, names]: levels within 15% share one label instead of overprinting
+    labels: list[list] = []  # [level, names]: a level within 15% of the one below shares its label
+    previous = None
     for name, level in sorted(moments.get("baseline_levels", {}).items(), key=lambda item: item[1]):
         if name == "ols" and level > 10 * loss.mse.max():
             continue
         ax.axhline(level, color=colors.get(name, "grey"), lw=0.8, ls="-", alpha=0.7)
-        if labels and level < 1.15 * labels[-1][0]:
+        if previous is not None and level < 1.15 * previous:
             labels[-1][1].append(name)
         else:
             labels.append([level, [name]])
+        previous = level
     for level, names in labels:
         ax.text(loss.step.max(), level, " " + " / ".join(names), va="center", fontsize=7)
     for moment, style in _MOMENT_STYLE.items():

@@ -274,8 +274,9 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
 
     start, loss_sum, loss_count, elapsed = 0, 0.0, 0, 0.0
     point = _resume_point(run_dir) if resume else None
-    if resume:
-        remove_stale_temporaries(run_dir)
+    if resume:  # only where this run writes: the folder may sit above other runs
+        for folder in (run_dir, run_dir / "checkpoints"):
+            remove_stale_temporaries(folder, recursive=False)
     if point is not None:
         meta = _restore(run_dir, point, model, optimizer)
         start, loss_sum, loss_count, elapsed = point, meta["loss_sum"], meta["loss_count"], meta["elapsed_s"]
