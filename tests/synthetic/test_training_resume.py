@@ -205,3 +205,34 @@ def test_the_shipped_quick_series_is_the_quick_config(tmp_path):
         ours = load_tensors(checkpoint_path(train(quick, tmp_path / f"ours-{name}"), 250))
         for key, value in load_tensors(checkpoint_path(copy, 250), verify=True).items():
             assert torch.allclose(ours[key].half().float(), value.float(), rtol=2e-2, atol=2e-3), key
+
+
+def test_a_missing_device_is_one_clear_error_before_anything_is_written(tmp_path, tiny_config):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(ConceptLensError, match="no CUDA device"):
+        train(tiny_config, tmp_path / "run", device="cuda")
+    with pytest.raises(ConceptLensError, match="unknown device"):
+        train(tiny_config, tmp_path / "run", device="banana")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_resumes_exactly_and_stays_close_to_the_cpu(tmp_path, tiny_config):
+    """Same batches on both devices (drawn on the CPU): the GPU run tracks the CPU run, and a GPU
+    run killed and resumed ends with the weights of an uninterrupted GPU run (to GPU
+    nondeterminism: attention backward kernels may add in any order)."""
+    cpu = train(tiny_config, tmp_path / "cpu")
+    gpu = train(tiny_config, tmp_path / "gpu", device="cuda")
+
+    def die(step, info):
+        if step == 7:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(tiny_config, tmp_path / "resumed", callback=die, device="cuda")
+    resumed = train(tiny_config, tmp_path / "resumed", resume=True, device="cuda")
+    last = checkpoint_steps(gpu)[-1]
+    a, b, c = (load_tensors(checkpoint_path(run, last)) for run in (gpu, resumed, cpu))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-5) for k in a)
+    assert all(torch.allclose(a[k], c[k], atol=1e-3, rtol=1e-3) for k in a)

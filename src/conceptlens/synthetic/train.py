@@ -98,7 +98,9 @@ def evaluate(model: RegressionGPT, test: RegressionBatch, n_concepts: int, from_
     """Test MSE per concept `[n_concepts]`, over predictions made with >= `from_points` examples."""
     was_training = model.training
     model.eval()
-    errors = (model(test.xs, test.ys) - test.ys)[:, from_points:].pow(2).mean(dim=1)
+    device = next(model.parameters()).device
+    xs, ys = test.xs.to(device), test.ys.to(device)
+    errors = (model(xs, ys) - ys)[:, from_points:].pow(2).mean(dim=1).cpu()
     model.train(was_training)
     return torch.zeros(n_concepts).index_add_(0, test.concepts, errors) / torch.bincount(
         test.concepts, minlength=n_concepts).clamp(min=1)
@@ -242,10 +244,28 @@ def _same_run(saved: RunConfig, config: RunConfig) -> bool:
     return longer == config and config.train.steps > saved.train.steps and config.train.schedule == "constant"
 
 
+def _training_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConceptLensError(f"unknown device '{name}'.", "pass --device cpu, cuda, cuda:1 or mps.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConceptLensError(f"--device {name}: this machine has no CUDA device.", "train with --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConceptLensError(f"--device {name}: MPS is not available here.", "train with --device cpu.")
+    return device
+
+
 def train(config: RunConfig, out: str | Path, resume: bool = False,
-          callback: Callable[[int, dict], None] | None = None) -> Path:
-    """Train (or resume) a run into `out`; `callback(step, info)` is called after every step."""
+          callback: Callable[[int, dict], None] | None = None, device: str = "cpu") -> Path:
+    """Train (or resume) a run into `out`; `callback(step, info)` is called after every step.
+
+    `device` ("cpu", "cuda", "cuda:1", ...) is where the model trains; batches are drawn on the CPU
+    from the same per-step generators, and checkpoints are stored from the CPU, so a run may move
+    between devices when it resumes (its numbers then change in the last bits).
+    """
     run_dir = Path(out)
+    device = _training_device(device)
     saved = run_dir / "config.yaml"
     source = init_source(config)
     if source is not None:
@@ -266,7 +286,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
         task.support_masks(1)  # a support curriculum on a task without bases fails here, not mid-run
     test = task.test_set(config.schedule.eval_per_concept, seed=TEST_SEED)
     torch.manual_seed(config.seed)
-    model = build_model(config)
+    model = build_model(config).to(device)
     write_text(saved, config.to_yaml())
     t = config.train
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
@@ -314,9 +334,10 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
     for step in range(start, t.steps):
         batch = task.sample(t.batch_size, batch_generator(config.seed, step), n_points=points_at(step, config),
                             support=support_at(step, config))
+        xs, ys = batch.xs.to(device, non_blocking=True), batch.ys.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
-        loss = F.mse_loss(model(batch.xs, batch.ys), batch.ys)
+        loss = F.mse_loss(model(xs, ys), ys)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip:
