@@ -285,6 +285,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
     if support_at(0, config) is not None:
         task.support_masks(1)  # a support curriculum on a task without bases fails here, not mid-run
     test = task.test_set(config.schedule.eval_per_concept, seed=TEST_SEED)
+    test = RegressionBatch(test.xs.to(device), test.ys.to(device), test.concepts, test.weights)  # moved once
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
     write_text(saved, config.to_yaml())
