@@ -46,7 +46,7 @@ def run_cli(model: str, family: str, out: Path, shots: str, ppc: int, seed: int,
 def one_at_a_time(model: str, family: str, run: Path, shots: int, ppc: int, seed: int, n_single: int, dtype: str) -> dict:
     """Decode a subset of the run's `shots` prompts one at a time; time it, compare completions."""
     from conceptlens.llm.generation import greedy_answers
-    from conceptlens.llm.study import plan_study
+    from conceptlens.llm.encoding.study import plan_study
     from conceptlens.models import load_model
     from conceptlens.tasks.registry import load_family
 

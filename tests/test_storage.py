@@ -106,7 +106,7 @@ def test_streaming_writer_refuses_an_incomplete_tensor(tmp_path):
 @pytest.mark.parametrize("call", ["expand_user", "revision_label", "user_family", "resolve_source"])
 def test_an_unknown_user_in_a_path_is_one_clear_error(call):
     """`~nosuchuser/...` makes `Path.expanduser` raise RuntimeError; every path reader says so plainly."""
-    from conceptlens.llm.series import revision_label
+    from conceptlens.llm.encoding.series import revision_label
     from conceptlens.models.loader import resolve_source
     from conceptlens.storage import expand_user
     from conceptlens.tasks.user_family import user_family

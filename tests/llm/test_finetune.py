@@ -10,10 +10,10 @@ import torch
 
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import layout_for
-from conceptlens.llm.finetune_checkpoint import CHECKPOINT, checkpoint_step
-from conceptlens.llm.finetune_data import IGNORE, batch_schedule, collate, encode_example, training_prompts
-from conceptlens.llm.finetune_layers import changed_blocks, lora_target_modules, parse_layer_range
-from conceptlens.llm.finetune_train import (TrainingConfig, answer_loss, load_finetuned, prepare_model, save_finetuned,
+from conceptlens.llm.finetune.checkpoint import CHECKPOINT, checkpoint_step
+from conceptlens.llm.finetune.data import IGNORE, batch_schedule, collate, encode_example, training_prompts
+from conceptlens.llm.finetune.layers import changed_blocks, lora_target_modules, parse_layer_range
+from conceptlens.llm.finetune.train import (TrainingConfig, answer_loss, load_finetuned, prepare_model, save_finetuned,
                                             train_model, trainable_state)
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import PromptFormat
@@ -263,7 +263,7 @@ def test_resume_refuses_other_layers(tmp_path):
 
 def test_finetune_end_to_end_restores_model_and_resumes(tmp_path):
     from conceptlens.llm.compare import compare_table
-    from conceptlens.llm.finetune import finetune
+    from conceptlens.llm.finetune.driver import finetune
 
     lm = tiny_lm()
     pristine = base_state(lm)
@@ -300,7 +300,7 @@ def test_finetune_end_to_end_restores_model_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_adapted_puts_the_callers_model_back(tmp_path, method):
-    from conceptlens.llm.finetune import adapted
+    from conceptlens.llm.finetune.driver import adapted
 
     lm = tiny_lm()
     pristine = base_state(lm)

@@ -12,8 +12,8 @@ from conceptlens.activations.capture import hidden_state_point, left_pad, padded
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
 from conceptlens.llm.generation import greedy_answers
-from conceptlens.llm.intervention_generation import answers_under_edits
-from conceptlens.llm.interventions import (AddVector, Intervention, ReplaceWith, concept_means, edits_at, heldout_prompts,
+from conceptlens.llm.interventions.generation import answers_under_edits
+from conceptlens.llm.interventions.definitions import (AddVector, Intervention, ReplaceWith, concept_means, edits_at, heldout_prompts,
                                            query_activations, query_positions)
 from conceptlens.models.loader import LoadedModel
 from word_tasks import scaled_tiny_lm, word_family

@@ -14,9 +14,9 @@ import torch
 
 from conceptlens.activations.capture import load_activations
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.series import revision_label, run_checkpoint_series
-from conceptlens.llm import study as study_module
-from conceptlens.llm.study import fit_accuracy_vs_td, run_study, stage_path
+from conceptlens.llm.encoding.series import revision_label, run_checkpoint_series
+from conceptlens.llm.encoding import study as study_module
+from conceptlens.llm.encoding.study import fit_accuracy_vs_td, run_study, stage_path
 from conceptlens.models.loader import LoadedModel, load_model
 from conceptlens.tasks.bitwise import bitwise_family
 

@@ -15,9 +15,9 @@ def main(model: str, family: str, run: str, resume: bool) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from conceptlens.llm.finetune_checkpoint import CHECKPOINT
-    from conceptlens.llm.finetune_data import encode_example, training_prompts
-    from conceptlens.llm.finetune_train import TrainingConfig, prepare_model, save_finetuned, train_model
+    from conceptlens.llm.finetune.checkpoint import CHECKPOINT
+    from conceptlens.llm.finetune.data import encode_example, training_prompts
+    from conceptlens.llm.finetune.train import TrainingConfig, prepare_model, save_finetuned, train_model
     from conceptlens.models import load_model
     from conceptlens.storage import write_json
     from conceptlens.tasks.registry import load_family

@@ -195,7 +195,7 @@ def test_damaged_capture_result_is_named_by_decodability(damage: str, tiny_lm: P
 # ---- finetuning checkpoint --------------------------------------------------------------------------
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_damaged_finetune_checkpoint_is_named(damage: str, tmp_path: Path):
-    from conceptlens.llm.finetune_checkpoint import load_checkpoint, save_checkpoint
+    from conceptlens.llm.finetune.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     model = torch.nn.Linear(8, 8)

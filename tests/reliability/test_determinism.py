@@ -173,7 +173,7 @@ def test_umap_leaves_torch_threads_alone():
     import sys
 
     code = ("import torch; torch.set_num_threads(1); import numpy as np\n"
-            "from conceptlens.llm.study import umap_embedding\n"
+            "from conceptlens.llm.encoding.study import umap_embedding\n"
             "umap_embedding(np.random.default_rng(0).standard_normal((40, 8)).astype('float32'), 0)\n"
             "print(torch.get_num_threads())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,

@@ -43,8 +43,8 @@ def finetune_command(
 ) -> None:
     """Finetune only some layers (LoRA or full), then TD and accuracy before vs after."""
     from conceptlens.cli.common import console, open_model, progress_bar
-    from conceptlens.llm.finetune import finetune
-    from conceptlens.llm.finetune_layers import parse_layer_range
+    from conceptlens.llm.finetune.driver import finetune
+    from conceptlens.llm.finetune.layers import parse_layer_range
     from conceptlens.tasks.registry import load_family
 
     train_family = load_family(family, split="train", seed=seed)
@@ -109,8 +109,8 @@ def intervene(
     """Replace (or add) the query-token activation by a concept mean: positive vs Null accuracy change."""
     from conceptlens.cli.common import console, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
-    from conceptlens.llm.intervention_report import summarize
-    from conceptlens.llm.intervention_run import run_interventions
+    from conceptlens.llm.interventions.report import summarize
+    from conceptlens.llm.interventions.run import run_interventions
     from conceptlens.prompts import PromptFormat
     from conceptlens.tasks.registry import load_family
 
@@ -164,8 +164,8 @@ def run(
     """TD per layer x shots x concept, ICL accuracy, accuracy vs TD, pairwise TD and UMAP (resumable)."""
     from conceptlens.cli.common import console, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
-    from conceptlens.llm.series import run_checkpoint_series
-    from conceptlens.llm.study import check_settings, run_study
+    from conceptlens.llm.encoding.series import run_checkpoint_series
+    from conceptlens.llm.encoding.study import check_settings, run_study
     from conceptlens.tasks.registry import load_family
 
     shot_list = parse_int_list(shots)

@@ -104,7 +104,7 @@ def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
 
     for family_name in settings.families:
         def study(folder: Path, family_name=family_name, stated=False) -> None:
-            from conceptlens.llm.study import run_study
+            from conceptlens.llm.encoding.study import run_study
             from conceptlens.tasks.registry import load_family
 
             family = load_family(family_name, split="test", seed=settings.seed)
@@ -117,7 +117,7 @@ def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
             study(folder, family_name, stated=True)
 
         def intervene(folder: Path, family_name=family_name) -> None:
-            from conceptlens.llm.intervention_run import run_interventions
+            from conceptlens.llm.interventions.run import run_interventions
             from conceptlens.tasks.registry import load_family
 
             family = load_family(family_name, split="test", seed=settings.seed)
@@ -137,7 +137,7 @@ def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
             slug = layers.replace(":", "").replace("-", "_")
 
             def finetune(folder: Path, family_name=family_name, layers=layers) -> None:
-                from conceptlens.llm.finetune import finetune as run_finetune
+                from conceptlens.llm.finetune.driver import finetune as run_finetune
                 from conceptlens.tasks.registry import load_family
 
                 train_family = load_family(family_name, split="train", seed=settings.seed)

@@ -36,7 +36,7 @@ def llm_run(out: Path, model: str = "smollm2-135m", family: str = "pos", shots: 
             device_map: str | None = None, load_in: str | None = None, state_concept: bool = False,
             batch_size: int = 16, k: int = 10) -> None:
     """`conceptlens llm run` for one model × family × shots × seed × revision."""
-    from conceptlens.llm.study import run_study
+    from conceptlens.llm.encoding.study import run_study
     from conceptlens.tasks.registry import load_family
 
     shots = [shots] if isinstance(shots, int) else list(shots)
@@ -52,7 +52,7 @@ def llm_finetune(out: Path, model: str = "smollm2-135m", family: str = "pos", la
                  prompts_per_concept: int = 100, seed: int = 0, revision: str | None = None, dtype: str = "float32",
                  device_map: str | None = None, load_in: str | None = None, batch_size: int = 8) -> None:
     """`conceptlens llm finetune` for one model × family × layer range × seed (resumes a killed cell)."""
-    from conceptlens.llm.finetune import finetune
+    from conceptlens.llm.finetune.driver import finetune
     from conceptlens.tasks.registry import load_family
 
     train_family = load_family(family, split="train", seed=seed)
@@ -68,7 +68,7 @@ def llm_intervene(out: Path, model: str = "smollm2-135m", family: str = "pos", l
                   seed: int = 0, from_run: str | None = None, revision: str | None = None, dtype: str = "float32",
                   device_map: str | None = None, load_in: str | None = None, batch_size: int = 16) -> None:
     """`conceptlens llm intervene` for one model × family × layer × seed."""
-    from conceptlens.llm.intervention_run import run_interventions
+    from conceptlens.llm.interventions.run import run_interventions
     from conceptlens.tasks.registry import load_family
 
     task_family = load_family(family, split="test", seed=seed)

@@ -15,7 +15,7 @@ from typing import Callable
 import pandas as pd
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.study import check_settings, run_study
+from conceptlens.llm.encoding.study import check_settings, run_study
 from conceptlens.models.loader import LoadedModel
 from conceptlens.storage import expand_user, write_table
 from conceptlens.tasks.family import TaskFamily
@@ -44,7 +44,7 @@ def run_checkpoint_series(load: Callable[[str], LoadedModel], revisions: list[st
                           state_concept: bool = False, k: int = 10, progress=None, batch_size: int = 16,
                           settings: dict | None = None) -> pd.DataFrame:
     """Run the study for every revision (`load(revision)` gives the model) and draw the series."""
-    from conceptlens.llm import figures
+    from conceptlens.llm.encoding import figures
 
     if not revisions:
         raise ConceptLensError("no revisions given.", "pass e.g. --revisions step1000,step2000,main.")

@@ -19,9 +19,9 @@ from typing import Callable, Sequence
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.finetune_checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from conceptlens.llm.finetune_data import IGNORE, TrainingExample, batch_schedule, collate
-from conceptlens.llm.finetune_layers import freeze_except_blocks, lora_target_modules
+from conceptlens.llm.finetune.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from conceptlens.llm.finetune.data import IGNORE, TrainingExample, batch_schedule, collate
+from conceptlens.llm.finetune.layers import freeze_except_blocks, lora_target_modules
 from conceptlens.models.loader import LoadedModel
 from conceptlens.storage import (append_jsonl, atomic_folder, load_tensors, read_jsonl, remove_stale_temporaries,
                                  save_tensors, write_text)

@@ -260,7 +260,7 @@ def run_study(lm: LoadedModel, family_name: str, family: TaskFamily, shots: list
               seed: int, out: Path, state_concept: bool = False, k: int = 10, progress=None,
               batch_size: int = 16, settings: dict | None = None) -> dict:
     """Run (or resume) the whole study into `out`; returns the summary dict (also `summary.json`)."""
-    from conceptlens.llm import figures
+    from conceptlens.llm.encoding import figures
 
     started = time.perf_counter()
     stages = plan_study(lm, family, shots, prompts_per_concept, seed, state_concept, k)

@@ -22,11 +22,11 @@ from typing import Iterator
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.finetune_checkpoint import CHECKPOINT
-from conceptlens.llm.finetune_data import encode_example, training_prompts
-from conceptlens.llm.finetune_layers import block_prefixes, parse_layer_range
-from conceptlens.llm.finetune_report import plot_td_before_after, study_summary
-from conceptlens.llm.finetune_train import TrainingConfig, load_finetuned, prepare_model, save_finetuned, train_model
+from conceptlens.llm.finetune.checkpoint import CHECKPOINT
+from conceptlens.llm.finetune.data import encode_example, training_prompts
+from conceptlens.llm.finetune.layers import block_prefixes, parse_layer_range
+from conceptlens.llm.finetune.report import plot_td_before_after, study_summary
+from conceptlens.llm.finetune.train import TrainingConfig, load_finetuned, prepare_model, save_finetuned, train_model
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import sample_prompts
 from conceptlens.storage import read_jsonl, remove_stale_temporaries, write_json
@@ -108,7 +108,7 @@ def _reuse_before(before_run: Path, target: Path, lm: LoadedModel, family_name: 
 
 def _study(lm: LoadedModel, family_name: str, family: TaskFamily, shots: int, prompts_per_concept: int, seed: int,
            out: Path, k: int, progress, settings: dict) -> None:
-    from conceptlens.llm.study import run_study
+    from conceptlens.llm.encoding.study import run_study
 
     run_study(lm, family_name, family, [shots], prompts_per_concept, seed, out, k=k, progress=progress,
               settings=settings)

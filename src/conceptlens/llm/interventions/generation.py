@@ -21,7 +21,7 @@ from conceptlens.activations.capture import left_pad
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
 from conceptlens.llm.generation import GenerationResult, answer_budgets, first_line, stop_token_ids
-from conceptlens.llm.interventions import Intervention, query_positions
+from conceptlens.llm.interventions.definitions import Intervention, query_positions
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import Prompt
 

@@ -22,9 +22,9 @@ from conceptlens.activations.capture import hidden_state_point
 from conceptlens.decodability import task_decodability
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks.nethook import parse_point
-from conceptlens.llm.intervention_generation import answers_under_edits
-from conceptlens.llm.intervention_report import write_outputs
-from conceptlens.llm.interventions import (AddVector, ReplaceWith, heldout_prompts, means_by_concept,
+from conceptlens.llm.interventions.generation import answers_under_edits
+from conceptlens.llm.interventions.report import write_outputs
+from conceptlens.llm.interventions.definitions import (AddVector, ReplaceWith, heldout_prompts, means_by_concept,
                                            query_activations, query_positions)
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import Prompt, PromptFormat, sample_prompts

@@ -1,0 +1,1 @@
+"""Encoding study: concept encoding (CE) and TD of a pretrained LM across layers, shots and checkpoints."""

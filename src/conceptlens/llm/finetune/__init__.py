@@ -1,0 +1,1 @@
+"""Layer-selective finetuning of a pretrained LM: data, layer choice, training, checkpoints, report."""
