@@ -102,7 +102,8 @@ class RunFolder:
         if record is None:
             return
         if record.get("kind") != self.kind:
-            raise ConceptLensError(f"{self.path} is a {record.get('kind')} folder, not a {self.kind} folder.",
+            raise ConceptLensError(f"{self.path} is a '{record.get('kind')}' run folder; this command writes "
+                                   f"'{self.kind}' folders.",
                                    "choose another `out` for this command (each command writes its own folder).")
         old = record.get("spec")
         if old is None or self.spec is None:

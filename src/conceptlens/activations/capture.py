@@ -103,8 +103,9 @@ def forward_batch(model, layout: ModelLayout, batch: Sequence[Sequence[int]], po
     return trace.captured
 
 
-def _fingerprint(encoded: Sequence[Sequence[int]], positions: Sequence[int], points: list[str], model_name: str) -> str:
-    digest = hashlib.sha256(json.dumps([model_name, points, list(positions)]).encode())
+def _prompts_digest(encoded: Sequence[Sequence[int]], positions: Sequence[int]) -> str:
+    """A short hash of the token ids and positions: the prompts a capture folder holds."""
+    digest = hashlib.sha256(json.dumps(list(positions)).encode())
     for row in encoded:
         digest.update(json.dumps(list(row)).encode())
     return digest.hexdigest()[:16]
@@ -140,8 +141,8 @@ def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[i
         return _capture_shards(model, layout, encoded, positions, layer_ids, points, shards, batch_size, pad_id,
                                None, progress)
     parts = Path(str(out) + ".parts")
-    manifest = {"fingerprint": _fingerprint(encoded, positions, points, f"{model_name}|shard_size={shard_size}"),
-                "points": points, "n_prompts": len(encoded)}
+    manifest = {"model": model_name, "points": points, "n_prompts": len(encoded), "shard_size": shard_size,
+                "prompts": _prompts_digest(encoded, positions)}
     with RunFolder(parts, "capture", manifest, legacy="manifest.json"):  # one writer; another job's shards: refused
         write_json(parts / "manifest.json", manifest)
         _capture_shards(model, layout, encoded, positions, layer_ids, points, shards, batch_size, pad_id, parts,
