@@ -123,6 +123,7 @@ class RunFolder:
     # ---- the lock ---------------------------------------------------------------------------------
     def __enter__(self) -> "RunFolder":
         self.check()
+        self._created = [p for p in (self.path, self.path / LOCK, self.path / RECORD) if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()  # a process that got here between our check and our lock is named by the lock
         try:
@@ -132,12 +133,24 @@ class RunFolder:
                 write_json(self.path / RECORD, {"kind": self.kind, "spec": self.spec,
                                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         except BaseException:
-            self._unlock()
+            self.__exit__(*sys.exc_info())
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *_) -> None:
+        outermost = _held.get(str(self.path.resolve()), (None, 1))[1] == 1
+        if exc_type is not None and outermost:
+            self._roll_back()
         self._unlock()
+
+    def _roll_back(self) -> None:
+        """A command that failed before writing a result leaves no folder or file of its own behind."""
+        if not self.path.is_dir() or {p.name for p in self.path.iterdir()} - {LOCK, RECORD}:
+            return  # results were written: the record must stay, so a resume is checked against it
+        for path in self._created[:0:-1]:
+            path.unlink(missing_ok=True)
+        if self._created and self._created[0] == self.path and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     def holder(self) -> str | None:
         """Who holds the folder's lock ("pid 123 on host ..."), or None when no other process does."""

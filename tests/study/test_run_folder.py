@@ -79,3 +79,17 @@ def test_nested_locks_in_one_process_and_done_markers(tmp_path):
 def test_differing_fields_are_dotted_paths():
     assert differing_fields({"a": 1, "b": {"c": 2, "d": 3}}, {"a": 1, "b": {"c": 2, "d": 4}, "e": 0}) == ["b.d", "e"]
     assert differing_fields([1, 2], [1, 2]) == []
+
+
+def test_a_failure_before_any_result_leaves_nothing_and_after_one_keeps_the_record(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConceptLensError):
+        with RunFolder(out, "intervention", {"layers": [99]}):
+            raise ConceptLensError("layer 99 does not exist.")
+    assert not out.exists()
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(out, "intervention", {"layers": [3]}):
+            (out / "interventions.csv").write_text("partial")
+            raise KeyboardInterrupt
+    with pytest.raises(ConceptLensError, match=r"differs in \['layers'\]"):
+        RunFolder(out, "intervention", {"layers": [4]}).check()
