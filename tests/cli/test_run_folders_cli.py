@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import pytest
-
 from conceptlens.runs import RunFolder
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    from conceptlens.cli.main import main
-
-    monkeypatch.setenv("COLUMNS", "400")
-
-    def invoke(*args) -> tuple[int, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["conceptlens", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    return invoke
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
