@@ -210,6 +210,9 @@ def tree_digest(root: str | Path, ignore: Iterable[str] = VOLATILE,
             and not _hidden(p.relative_to(root)) and not (volatile_keys and p.name.endswith(".sha256"))}
 
 
+RUN_FOLDER_FILES = (".conceptlens-run.json", ".conceptlens.lock")  # a run folder's record and lock: never leftovers
+
+
 def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
@@ -223,6 +226,8 @@ def leftovers(root: str | Path) -> list[str]:
     found = set()
     for p in base.rglob("*"):
         rel = p.relative_to(base)
+        if p.name in RUN_FOLDER_FILES:
+            continue
         if p.name.endswith(".tmp") or _hidden(rel):
             top = next((Path(*rel.parts[:i + 1]) for i, part in enumerate(rel.parts) if part.startswith(".")), rel)
             found.add(str(top))

@@ -201,14 +201,14 @@ def verify_checksum(path: str | Path) -> None:
     path = Path(path)
     sidecar = Path(str(path) + ".sha256")
     if not path.exists():
-        raise ConceptLensError(f"{path} is missing.", "rerun without --resume to start afresh.")
+        raise ConceptLensError(f"{path} is missing.", "rerun without resume=True to start afresh.")
     if not sidecar.exists():
         raise ConceptLensError(f"{path} has no checksum file {sidecar.name}: it may be incomplete.",
-                               f"delete {path} and rerun with --resume.")
+                               f"delete {path} and rerun with resume=True.")
     expected = sidecar.read_text().strip()
     if sha256_file(path) != expected:
         raise ConceptLensError(f"{path} is corrupt (its sha256 differs from {sidecar.name}).",
-                               f"delete {path} and its .sha256 file, then rerun with --resume.")
+                               f"delete {path} and its .sha256 file, then rerun with resume=True.")
 
 
 def _sort_metadata(path: Path) -> None:

@@ -189,8 +189,11 @@ def test_corrupted_shard_is_recomputed(tiny_llama, tmp_path, monkeypatch, make_p
     torch.testing.assert_close(load_activations(out)[0], expected)
 
 
-def test_resume_with_another_shard_size_starts_afresh(tiny_llama, tmp_path, monkeypatch, make_prompts):
+def test_resume_with_another_shard_size_is_refused_until_the_parts_are_deleted(tiny_llama, tmp_path, monkeypatch,
+                                                                               make_prompts):
     """Shards written with another shard size cover other prompts: reusing them would leave holes."""
+    import shutil
+
     model, layout = tiny_llama
     prompts = make_prompts(16, seed=9)
     _, expected = capture_activations(model, layout, prompts, batch_size=2)
@@ -199,11 +202,14 @@ def test_resume_with_another_shard_size_starts_afresh(tiny_llama, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         capture_activations(model, layout, prompts, batch_size=2, shard_size=2, out=out)
     monkeypatch.setattr(capture_module, "forward_batch", CountingForward())
+    with pytest.raises(ConceptLensError, match="shard_size"):
+        capture_activations(model, layout, prompts, batch_size=2, shard_size=8, out=out)
+    shutil.rmtree(str(out) + ".parts")  # what the fix says
     capture_activations(model, layout, prompts, batch_size=2, shard_size=8, out=out)
     torch.testing.assert_close(load_activations(out)[0], expected)
 
 
-def test_other_job_in_the_parts_folder_is_discarded(tiny_llama, tmp_path, monkeypatch, make_prompts):
+def test_other_job_in_the_parts_folder_is_refused_never_mixed(tiny_llama, tmp_path, monkeypatch, make_prompts):
     model, layout = tiny_llama
     out = tmp_path / "acts.safetensors"
     monkeypatch.setattr(capture_module, "forward_batch", CountingForward(fail_on=2))
@@ -212,6 +218,12 @@ def test_other_job_in_the_parts_folder_is_discarded(tiny_llama, tmp_path, monkey
     other = make_prompts(8, seed=11)
     _, expected = capture_activations(model, layout, other, batch_size=2)
     monkeypatch.setattr(capture_module, "forward_batch", CountingForward())
+    with pytest.raises(ConceptLensError, match=r"differs in \['prompts'\]"):
+        capture_activations(model, layout, other, batch_size=2, shard_size=2, out=out)
+    assert not out.exists()
+    import shutil
+
+    shutil.rmtree(str(out) + ".parts")
     capture_activations(model, layout, other, batch_size=2, shard_size=2, out=out)
     torch.testing.assert_close(load_activations(out)[0], expected)
 

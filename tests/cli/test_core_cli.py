@@ -16,27 +16,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """`cli(*args) -> (exit code, stdout + stderr)`, run in this process through `main()`."""
-    from conceptlens.cli.main import main
-
-    monkeypatch.setenv("COLUMNS", "300")  # no wrapping inside the messages we look for
-
-    def invoke(*args) -> tuple[int, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["conceptlens", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    return invoke
-
-
 def assert_user_error(code: int, text: str, *fragments: str) -> None:
     assert code == 2, text
     assert text.count("error:") == 1 and "Traceback" not in text, text

@@ -12,12 +12,16 @@ from conceptlens.study.reproduce import ReproduceSettings, build_stages
 
 
 def tiny_settings(model: str) -> ReproduceSettings:
-    return ReproduceSettings(model=model, synthetic_shipped="quick-seed0", families=["bitwise"], shots=[1, 2],
-                             prompts_per_concept=24, batch_size=32, intervention_shots=2, intervention_prompts=12,
-                             intervention_replicates=2, finetune_layers=["first:1", "last:1"],
-                             finetune_train_samples=8, finetune_shots=2, finetune_prompts=24,
-                             synthetic_analyze={"max_checkpoints": 3, "sequences_per_basis": 12, "umap": False,
-                                                "baseline_sequences_per_basis": 4})
+    from conceptlens.study.reproduce import FinetuneStage, InterventionStage, StudyStage, SyntheticStage
+
+    return ReproduceSettings(model={"name": model}, families=["bitwise"], batch_size=32,
+                             synthetic=SyntheticStage(shipped="quick-seed0",
+                                                      analyze={"max_checkpoints": 3, "sequences_per_basis": 12,
+                                                               "umap": False, "baseline_sequences_per_basis": 4}),
+                             study=StudyStage(shots=[1, 2], prompts_per_concept=24),
+                             intervention=InterventionStage(shots=2, prompts_per_concept=12, replicates=2),
+                             finetune=FinetuneStage(layers=["first:1", "last:1"], train_samples=8, shots=2,
+                                                    prompts_per_concept=24))
 
 
 @pytest.fixture(scope="module")

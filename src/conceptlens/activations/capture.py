@@ -5,7 +5,8 @@ output, layer l the output of block l, and the last layer is taken *after* the f
 does for Llama, GPT-2, NeoX, ...). Other components (`attn_out`, `mlp_out`, `head_out`,
 `resid_pre`) are indexed by block. Prompts are sorted by length to cut padding, left-padded with
 position ids from the attention mask, and the forward pass stops after the last layer needed.
-With `out=...` results stream to safetensors shards and a killed capture resumes from its last shard.
+With `out=...` results stream to safetensors shards and a killed capture resumes from its last shard
+(the same job only: `<out>.parts/` is a run folder, locked while one process writes it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
 from conceptlens.hooks.components import ModelLayout, check_component
 from conceptlens.models.loader import input_device
+from conceptlens.runs import RunFolder
 from conceptlens.storage import (StreamingSafetensorsWriter, load_tensors, save_tensors, verify_checksum,
                                  write_checksum, write_json)
 
@@ -101,8 +103,9 @@ def forward_batch(model, layout: ModelLayout, batch: Sequence[Sequence[int]], po
     return trace.captured
 
 
-def _fingerprint(encoded: Sequence[Sequence[int]], positions: Sequence[int], points: list[str], model_name: str) -> str:
-    digest = hashlib.sha256(json.dumps([model_name, points, list(positions)]).encode())
+def _prompts_digest(encoded: Sequence[Sequence[int]], positions: Sequence[int]) -> str:
+    """A short hash of the token ids and positions: the prompts a capture folder holds."""
+    digest = hashlib.sha256(json.dumps(list(positions)).encode())
     for row in encoded:
         digest.update(json.dumps(list(row)).encode())
     return digest.hexdigest()[:16]
@@ -111,7 +114,7 @@ def _fingerprint(encoded: Sequence[Sequence[int]], positions: Sequence[int], poi
 def _check_finite(acts: torch.Tensor, where: str) -> None:
     if not torch.isfinite(acts).all():
         raise ConceptLensError(f"the model produced NaN or Inf activations ({where}).",
-                               "load the model in float32 (--dtype float32) or check its weights.")
+                               "load the model in float32 (dtype=float32) or check its weights.")
 
 
 @torch.no_grad()  # not inference_mode: its tensors refuse in-place updates and autograd afterwards
@@ -134,15 +137,26 @@ def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[i
     layer_ids, points = component_points(layout, component, layers)
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: peak memory early
     shards = [order[i:i + shard_size] for i in range(0, len(order), shard_size)]
-    parts = Path(str(out) + ".parts") if out else None
-    if parts:
-        parts.mkdir(parents=True, exist_ok=True)
-        fingerprint = _fingerprint(encoded, positions, points, f"{model_name}|shard_size={shard_size}")
-        manifest = parts / "manifest.json"
-        if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") != fingerprint:
-            shutil.rmtree(parts)  # a different job used this folder: start afresh
-            parts.mkdir(parents=True)
-        write_json(manifest, {"fingerprint": fingerprint, "points": points, "n_prompts": len(encoded)})
+    if not out:
+        return _capture_shards(model, layout, encoded, positions, layer_ids, points, shards, batch_size, pad_id,
+                               None, progress)
+    parts = Path(str(out) + ".parts")
+    manifest = {"model": model_name, "points": points, "n_prompts": len(encoded), "shard_size": shard_size,
+                "prompts": _prompts_digest(encoded, positions)}
+    with RunFolder(parts, "capture", manifest, legacy="manifest.json"):  # one writer; another job's shards: refused
+        write_json(parts / "manifest.json", manifest)
+        _capture_shards(model, layout, encoded, positions, layer_ids, points, shards, batch_size, pad_id, parts,
+                        progress)
+        Path(str(out) + ".sha256").unlink(missing_ok=True)  # a stale sidecar must never vouch for a new file
+        _assemble(parts, len(shards), len(encoded), layer_ids, Path(out), points)
+        write_checksum(out)  # readers verify it: an altered or truncated result is named, never used
+        shutil.rmtree(parts)
+    return layer_ids, Path(out)
+
+
+def _capture_shards(model, layout: ModelLayout, encoded, positions, layer_ids, points, shards, batch_size, pad_id,
+                    parts: Path | None, progress):
+    """Run every shard; into `parts/` (skipping intact finished shards) or, without `parts`, into memory."""
     task = progress.add_task("capture", total=len(encoded), info="") if progress else None
     total: torch.Tensor | None = None  # in memory: filled batch by batch, never held twice
     for shard_id, shard in enumerate(shards):
@@ -175,13 +189,7 @@ def capture_activations(model, layout: ModelLayout, encoded: Sequence[Sequence[i
             save_tensors(shard_path, {"acts": acts, "index": torch.tensor(shard)}, checksum=True)
         else:
             _check_finite(total[:, shard], f"prompts of shard {shard_id}")
-    if not parts:
-        return layer_ids, total
-    Path(str(out) + ".sha256").unlink(missing_ok=True)  # a stale sidecar must never vouch for a new file
-    _assemble(parts, len(shards), len(encoded), layer_ids, Path(out), points)
-    write_checksum(out)  # readers verify it: an altered or truncated result is named, never used
-    shutil.rmtree(parts)
-    return layer_ids, Path(out)
+    return layer_ids, total
 
 
 def _assemble(parts: Path, n_shards: int, n_prompts: int, layer_ids: list[int], out: Path, points: list[str]) -> None:

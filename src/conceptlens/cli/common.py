@@ -1,18 +1,8 @@
-"""What every command shares: the rich console, error reporting (exit code 2), progress bars."""
+"""What every command shares: the console and progress bars (from the library), model options, int lists."""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-console = Console(stderr=True)
-
-
-def progress_bar(transient: bool = False) -> Progress:
-    """A rich progress bar for anything that takes more than a few seconds."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=transient)
+from conceptlens.progress import console, progress_bar  # noqa: F401  (the library's own, re-exported)
 
 
 def parse_int_list(text: str | None) -> list[int] | None:
@@ -39,10 +29,17 @@ LOAD_IN = typer.Option(None, "--load-in", help="8bit | 4bit quantised weights (n
 TRUST_REMOTE_CODE = typer.Option(False, help="run code shipped with the model (only for models you trust)")
 
 
-def open_model(model: str, revision=None, dtype: str = "float32", device=None, device_map=None, load_in=None,
+def model_spec(model: str, revision=None, dtype: str = "float32", device=None, device_map=None, load_in=None,
                trust_remote_code: bool = False):
-    """`load_model` with the shared command-line options above."""
-    from conceptlens.models import load_model
+    """The shared command-line options above as a `ModelSpec`."""
+    from conceptlens.specs import ModelSpec, build
 
-    return load_model(model, revision=revision, dtype=dtype, device=device, device_map=device_map, load_in=load_in,
-                      trust_remote_code=trust_remote_code)
+    return build(ModelSpec, name=model, revision=revision, dtype=dtype, device=device, device_map=device_map,
+                 load_in=load_in, trust_remote_code=trust_remote_code)
+
+
+def open_model(spec):
+    """Load the model a `ModelSpec` names (the one loader of every command)."""
+    from conceptlens.models.from_spec import load_model
+
+    return load_model(spec)

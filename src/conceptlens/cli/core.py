@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from conceptlens.cli.common import (DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE, console,
-                                    open_model, parse_int_list, progress_bar)
+                                    model_spec, open_model, parse_int_list, progress_bar)
 from conceptlens.errors import ConceptLensError
 
 
@@ -86,7 +86,7 @@ def capture(
     if out.suffix != ".safetensors":
         raise ConceptLensError(f"--out {out} must end in .safetensors.", "e.g. --out acts.safetensors.")
     layer_list = parse_int_list(layers)
-    lm = open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
+    lm = open_model(model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code))
     from conceptlens.activations.capture import component_points
 
     component_points(lm.layout, component, layer_list)  # validate before any work

@@ -42,21 +42,21 @@ def finetune_command(
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Finetune only some layers (LoRA or full), then TD and accuracy before vs after."""
-    from conceptlens.cli.common import console, open_model, progress_bar
-    from conceptlens.llm.finetune.driver import finetune
-    from conceptlens.llm.finetune.layers import parse_layer_range
-    from conceptlens.tasks.registry import load_family
+    from conceptlens.cli.common import model_spec, open_model, progress_bar
+    from conceptlens.experiments import finetune
+    from conceptlens.runs import RunFolder
+    from conceptlens.specs import FinetuneSpec, build
 
-    train_family = load_family(family, split="train", seed=seed)
-    test_family = load_family(family, split="test", seed=seed)
-    lm = open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
-    parse_layer_range(layers, lm.n_layers)
-    with progress_bar() as bar:
-        summary = finetune(lm, family, train_family, test_family, layers=layers, method=method, rank=rank, alpha=alpha,
-                           dropout=dropout, train_samples=train_samples, epochs=epochs, lr=lr, batch_size=batch_size,
-                           shots=shots, prompts_per_concept=prompts_per_concept, seed=seed, out=out, resume=resume,
-                           progress=bar, before_run=before_run, checkpoint_every=checkpoint_every,
-                           evaluations=evaluations)
+    spec = build(FinetuneSpec, family=family, layers=layers, method=method, rank=rank, alpha=alpha, dropout=dropout,
+                 train_samples=train_samples, epochs=epochs, lr=lr, shots=shots,
+                 prompts_per_concept=prompts_per_concept, seed=seed, checkpoint_every=checkpoint_every,
+                 evaluations=evaluations)
+    model_options = model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code)
+    run_folder = RunFolder(out, "finetune", {"model": model_options.model_dump(), "finetune": spec.model_dump()})
+    run_folder.check()
+    lm = open_model(model_options)
+    with run_folder, progress_bar() as bar:
+        summary = finetune(lm, spec, out, batch_size=batch_size, resume=resume, before_run=before_run, progress=bar)
     b, a = summary["before"], summary["after"]
     console.print(f"TD at layer {summary['layer']}: {b['td_mean']:.2f} -> {a['td_mean']:.2f}; "
                   f"accuracy {b['acc_mean']:.1f}% -> {a['acc_mean']:.1f}% ({shots}-shot, Null excluded)")
@@ -107,27 +107,27 @@ def intervene(
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Replace (or add) the query-token activation by a concept mean: positive vs Null accuracy change."""
-    from conceptlens.cli.common import console, open_model, parse_int_list, progress_bar
+    from conceptlens.cli.common import console, model_spec, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
+    from conceptlens.experiments import intervention_families, interventions
     from conceptlens.llm.interventions.report import summarize
-    from conceptlens.llm.interventions.run import run_interventions
-    from conceptlens.prompts import PromptFormat
-    from conceptlens.tasks.registry import load_family
+    from conceptlens.runs import RunFolder
+    from conceptlens.specs import InterventionSpec, build
 
-    if not separator.strip():
-        raise ConceptLensError("--separator must contain a visible character.", "use e.g. --separator ' ->'.")
-    fmt = PromptFormat(separator=separator, answer_prefix=answer_prefix)
     layers = "best" if layer.strip().lower() == "best" else parse_int_list(layer)
     if layers is None:
         raise ConceptLensError("--layer all is not supported (one generation pass per layer).",
                                "give one layer, a list such as 10,14,18, or best.")
-    means_family = load_family(family, split="train", seed=seed)  # held-out: the means never see test examples
-    test_family = load_family(family, split="test", seed=seed)
-    lm = open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
-    with progress_bar() as bar:
-        frame = run_interventions(lm, family, test_family, layers, shots=shots, prompts_per_concept=prompts_per_concept,
-                                  replicates=replicates, mode=mode, seed=seed, means_family=means_family,
-                                  from_run=from_run, batch_size=batch_size, fmt=fmt, out=out, progress=bar)
+    spec = build(InterventionSpec, family=family, layers=layers, shots=shots, prompts_per_concept=prompts_per_concept,
+                 replicates=replicates, mode=mode, seed=seed, separator=separator, answer_prefix=answer_prefix)
+    intervention_families(spec)  # a bad family fails before the model loads
+    model_options = model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code)
+    run_folder = RunFolder(out, "intervention", {"model": model_options.model_dump(), "intervention": spec.model_dump(),
+                                                 "from_run": str(from_run) if from_run else None})
+    run_folder.check()
+    lm = open_model(model_options)
+    with run_folder, progress_bar() as bar:
+        frame = interventions(lm, spec, out, from_run=from_run, batch_size=batch_size, progress=bar)
     summary = summarize(frame)
     for (layer_id, condition), part in summary.groupby(["layer", "condition"], sort=False):
         effects = ", ".join(f"{r.concept} {100 * r.mean_change:+.1f}" for r in part.itertuples())
@@ -162,40 +162,43 @@ def run(
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """TD per layer x shots x concept, ICL accuracy, accuracy vs TD, pairwise TD and UMAP (resumable)."""
-    from conceptlens.cli.common import console, open_model, parse_int_list, progress_bar
+    from conceptlens.cli.common import console, model_spec, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
+    from conceptlens.experiments import check_study, encoding_study, study_settings
     from conceptlens.llm.encoding.series import run_checkpoint_series
-    from conceptlens.llm.encoding.study import check_settings, run_study
-    from conceptlens.tasks.registry import load_family
+    from conceptlens.runs import RunFolder
+    from conceptlens.specs import EncodingStudySpec, build
 
     shot_list = parse_int_list(shots)
     if not shot_list:
         raise ConceptLensError(f"--shots '{shots}' names no shots value.", "pass e.g. --shots 1,4,10.")
-    task_family = load_family(family, split=split, seed=seed, null=null)
-    check_settings(task_family, shot_list, prompts_per_concept, k)
-    settings = {"split": split, "null": null, "family_source": family}
+    spec = build(EncodingStudySpec, family=family, shots=shot_list, prompts_per_concept=prompts_per_concept, seed=seed,
+                 split=split, null=null, state_concept=state_concept, k=k)
+    task_family = check_study(spec)
+    model_options = model_spec(model, None, dtype, device, device_map, load_in, trust_remote_code)
+    names = [r.strip() for r in revisions.split(",") if r.strip()] if revisions else None
+    run_folder = RunFolder(out, "encoding-study", {"model": model_options.model_dump(), "study": spec.model_dump(),
+                                                   "revisions": names})
+    run_folder.check()
 
     def load(revision: str | None = None):
         if revision and expand_user(revision, "write the revision folder's full path.").exists():
-            return open_model(revision, None, dtype, device, device_map, load_in, trust_remote_code)
-        return open_model(model, revision, dtype, device, device_map, load_in, trust_remote_code)
+            return open_model(model_options.model_copy(update={"name": revision}))
+        return open_model(model_options.model_copy(update={"revision": revision}))
 
-    family_name = task_family.name
-    if revisions:
-        names = [r.strip() for r in revisions.split(",") if r.strip()]
-        with progress_bar() as bar:
-            table = run_checkpoint_series(load, names, family_name, task_family, shot_list, prompts_per_concept, seed,
-                                          out, state_concept=state_concept, k=k, progress=bar, batch_size=batch_size,
-                                          settings=settings)
+    if names is not None:
+        with run_folder, progress_bar() as bar:
+            table = run_checkpoint_series(load, names, task_family.name, task_family, spec.shots,
+                                          spec.prompts_per_concept, spec.seed, out, state_concept=spec.state_concept,
+                                          k=spec.k, progress=bar, batch_size=batch_size, settings=study_settings(spec))
         largest = table[table.shots == max(shot_list)]
         for row in largest.itertuples():
             console.print(f"{row.revision}: mean TD {row.mean_td:.2f} (layer {row.best_layer}), accuracy {row.accuracy:.2f}")
         console.print(f"wrote {out}/checkpoint_series.csv, checkpoint_series.png and one folder per revision")
         return
     lm = load()
-    with progress_bar() as bar:
-        summary = run_study(lm, family_name, task_family, shot_list, prompts_per_concept, seed, out,
-                            state_concept=state_concept, k=k, progress=bar, batch_size=batch_size, settings=settings)
+    with run_folder, progress_bar() as bar:
+        summary = encoding_study(lm, spec, out, batch_size=batch_size, progress=bar, family=task_family)
     for s, stats in summary["per_shots"].items():
         console.print(f"{s} shots: mean TD {stats['td_best_layer']:.2f} at layer {summary['best_layer']} "
                       f"(peak {stats['td_peak']:.2f} at {stats['td_peak_layer']}), accuracy {stats['accuracy_mean']:.2f}")

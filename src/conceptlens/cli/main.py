@@ -36,9 +36,11 @@ def main() -> None:
 def _report(exc: ConceptLensError) -> None:
     from rich.markup import escape  # messages quote shapes like [layers, N, d]: not rich markup
 
-    console.print(f"[bold red]error:[/] {escape(exc.problem)}")
+    from conceptlens.cli.flags import as_flags
+
+    console.print(f"[bold red]error:[/] {escape(as_flags(exc.problem))}")
     if exc.fix:
-        console.print(f"[bold]fix:[/] {escape(exc.fix)}")
+        console.print(f"[bold]fix:[/] {escape(as_flags(exc.fix))}")
     sys.exit(2)
 
 

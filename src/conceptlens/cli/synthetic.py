@@ -31,7 +31,10 @@ def train(
         cfg = config_from_dict(load_run_config(out).model_dump(mode="json"), set_)
     else:
         cfg = load_config(config or "quick", set_)
-    with progress_bar() as bar:
+    from conceptlens.runs import RunFolder
+
+    # kind and lock here; the config policy (only train.steps may grow) stays with `train`
+    with RunFolder(out, "synthetic-train"), progress_bar() as bar:
         task = bar.add_task(f"train {cfg.name}", total=cfg.train.steps, info="")
 
         first: list[tuple[int, float]] = []  # this session's first (step, elapsed): a resumed run starts late

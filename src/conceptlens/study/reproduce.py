@@ -10,59 +10,106 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from conceptlens.progress import progress_bar
+from conceptlens.runs import RunFolder, folder_done
+from conceptlens.specs import EncodingStudySpec, FinetuneSpec, InterventionSpec, ModelSpec, build
 from conceptlens.study.stages import Stage, run_stages
 
 
-class ReproduceSettings(BaseModel):
-    """Everything `reproduce` varies; saved as `RUN/settings.json`."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "smollm2-135m"
-    dtype: str = "float32"
-    device_map: str | None = None
-    load_in: str | None = None  # 8bit | 4bit (bitsandbytes)
-    seed: int = 0
-    synthetic_config: str = "quick"
-    synthetic_overrides: list[str] = Field(default_factory=list)
-    synthetic_shipped: str | None = None  # analyse a checkpoint series shipped in the package instead of training
-    synthetic_analyze: dict = Field(default_factory=dict)
-    families: list[str] = Field(default_factory=lambda: ["pos", "bitwise"])
+
+class SyntheticStage(_Strict):
+    """The synthetic emergence run: a config to train, or a series shipped in the package."""
+
+    config: str = "quick"
+    overrides: list[str] = Field(default_factory=list)
+    shipped: str | None = None  # analyse a checkpoint series shipped in the package instead of training
+    analyze: dict = Field(default_factory=dict)  # keyword arguments of `synthetic.analyze`
+
+
+class StudyStage(_Strict):
+    """The encoding study of every family (and its prompting variant, the concept stated)."""
+
     shots: list[int] = Field(default_factory=lambda: [1, 4, 10])
     stated_shots: list[int] | None = None  # shots of the prompting variant (None: the same as `shots`)
     prompts_per_concept: int = 100
+
+    def spec(self, family: str, seed: int, stated: bool = False) -> EncodingStudySpec:
+        shots = (self.stated_shots or self.shots) if stated else self.shots
+        return build(EncodingStudySpec, family=family, shots=shots, prompts_per_concept=self.prompts_per_concept,
+                     seed=seed, state_concept=stated)
+
+
+class InterventionStage(_Strict):
+    """Interventions at the best layer of each family's study (replace mode)."""
+
+    shots: int = 4
+    prompts_per_concept: int = 100
+    replicates: int = 5
+
+    def spec(self, family: str, seed: int) -> InterventionSpec:
+        return build(InterventionSpec, family=family, seed=seed, layers="best", mode="replace", **self.model_dump())
+
+
+class FinetuneStage(_Strict):
+    """LoRA on each layer range (e.g. the first vs the last ten blocks) of each family."""
+
+    layers: list[str] = Field(default_factory=lambda: ["first:10", "last:10"])
+    train_samples: int = 10000
+    epochs: int = 1
+    shots: int = 4
+    prompts_per_concept: int = 100
+    evaluations: int = 4  # held-out accuracy checks during training (0: only the study after it)
+
+    def spec(self, family: str, layers: str, seed: int) -> FinetuneSpec:
+        return build(FinetuneSpec, family=family, layers=layers, seed=seed,
+                     **self.model_dump(exclude={"layers"}))
+
+
+class ReproduceSettings(_Strict):
+    """Everything `reproduce` varies; saved as `RUN/settings.json`."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    seed: int = 0
+    families: list[str] = Field(default_factory=lambda: ["pos", "bitwise"])
     batch_size: int = 16
-    intervention_shots: int = 4
-    intervention_prompts: int = 100
-    intervention_replicates: int = 5
-    finetune_layers: list[str] = Field(default_factory=lambda: ["first:10", "last:10"])
-    finetune_train_samples: int = 10000
-    finetune_epochs: int = 1
-    finetune_shots: int = 4
-    finetune_prompts: int = 100
-    finetune_evaluations: int = 4  # held-out accuracy checks during training (0: only the study after it)
+    synthetic: SyntheticStage = Field(default_factory=SyntheticStage)
+    study: StudyStage = Field(default_factory=StudyStage)
+    intervention: InterventionStage = Field(default_factory=InterventionStage)
+    finetune: FinetuneStage = Field(default_factory=FinetuneStage)
+
+    @model_validator(mode="after")
+    def _specs_are_valid(self) -> "ReproduceSettings":
+        """Every stage's spec is built once here, so a bad setting fails before the first stage."""
+        for family in self.families:
+            self.study.spec(family, self.seed), self.study.spec(family, self.seed, stated=True)
+            self.intervention.spec(family, self.seed)
+            for layers in self.finetune.layers:
+                self.finetune.spec(family, layers, self.seed)
+        return self
 
 
-def preset(name: str, **overrides) -> ReproduceSettings:
+def preset(name: str, model: str | None = None, dtype: str | None = None, device_map: str | None = None,
+           load_in: str | None = None, seed: int | None = None) -> ReproduceSettings:
     """`quick`: 2 CPU cores, about 15 minutes; `full`: the paper's settings, for a GPU."""
     if name == "quick":
-        base = ReproduceSettings(synthetic_config="quick", synthetic_shipped="quick-seed0", prompts_per_concept=24,
-                                 stated_shots=[4], intervention_prompts=24, intervention_replicates=3,
-                                 finetune_train_samples=48, finetune_prompts=24, finetune_evaluations=0,
-                                 synthetic_analyze={"max_checkpoints": 10, "sequences_per_basis": 100})
+        base = ReproduceSettings(synthetic=SyntheticStage(config="quick", shipped="quick-seed0",
+                                                          analyze={"max_checkpoints": 10, "sequences_per_basis": 100}),
+                                 study=StudyStage(prompts_per_concept=24, stated_shots=[4]),
+                                 intervention=InterventionStage(prompts_per_concept=24, replicates=3),
+                                 finetune=FinetuneStage(train_samples=48, prompts_per_concept=24, evaluations=0))
     elif name == "full":
-        base = ReproduceSettings(synthetic_config="paper")
+        base = ReproduceSettings(synthetic=SyntheticStage(config="paper"))
     else:
         raise ValueError(name)
-    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-
-
-def _load(settings: ReproduceSettings):
-    from conceptlens.models import load_model
-
-    return load_model(settings.model, dtype=settings.dtype, device_map=settings.device_map, load_in=settings.load_in)
+    loading = {k: v for k, v in {"name": model, "dtype": dtype, "device_map": device_map, "load_in": load_in}.items()
+               if v is not None}
+    model_spec = build(ModelSpec, **{**base.model.model_dump(), **loading})
+    return base.model_copy(update={"model": model_spec, **({"seed": seed} if seed is not None else {})})
 
 
 class _Model:
@@ -73,119 +120,90 @@ class _Model:
 
     def __call__(self):
         if self._lm is None:
-            self._lm = _load(self.settings)
+            from conceptlens.models.from_spec import load_model
+
+            self._lm = load_model(self.settings.model)
         return self._lm
 
 
 def build_stages(settings: ReproduceSettings, out: Path) -> list[Stage]:
-    from conceptlens.cli.common import progress_bar
-
     lm = _Model(settings)
-    stages: list[Stage] = []
-
-    def synthetic_train(folder: Path) -> None:
-        from conceptlens.synthetic import load_config, train
-        from conceptlens.synthetic.shipped import copy_shipped_run, shipped_runs
-
-        if settings.synthetic_shipped and settings.synthetic_shipped in shipped_runs():
-            copy_shipped_run(settings.synthetic_shipped, folder)
-            return
-
-        config = load_config(settings.synthetic_config, settings.synthetic_overrides + [f"seed={settings.seed}"])
-        train(config, folder, resume=True)
-
-    def synthetic_analyze(folder: Path) -> None:
-        from conceptlens.synthetic import analyze
-
-        analyze(out / "synthetic", **settings.synthetic_analyze)
-
-    stages.append(Stage("synthetic_train", "synthetic", synthetic_train))
-    stages.append(Stage("synthetic_analyze", "synthetic/analysis", synthetic_analyze, needs=("synthetic_train",)))
-
-    for family_name in settings.families:
-        def study(folder: Path, family_name=family_name, stated=False) -> None:
-            from conceptlens.llm.encoding.study import run_study
-            from conceptlens.tasks.registry import load_family
-
-            family = load_family(family_name, split="test", seed=settings.seed)
-            shots = (settings.stated_shots or settings.shots) if stated else settings.shots
-            with progress_bar() as bar:
-                run_study(lm(), family_name, family, shots, settings.prompts_per_concept, settings.seed,
-                          folder, state_concept=stated, progress=bar)
-
-        def stated(folder: Path, family_name=family_name) -> None:
-            study(folder, family_name, stated=True)
-
-        def intervene(folder: Path, family_name=family_name) -> None:
-            from conceptlens.llm.interventions.run import run_interventions
-            from conceptlens.tasks.registry import load_family
-
-            family = load_family(family_name, split="test", seed=settings.seed)
-            means_family = load_family(family_name, split="train", seed=settings.seed)  # held-out means
-            with progress_bar() as bar:
-                run_interventions(lm(), family_name, family, layers="best", means_family=means_family,
-                                  shots=settings.intervention_shots,
-                                  prompts_per_concept=settings.intervention_prompts,
-                                  replicates=settings.intervention_replicates, mode="replace", seed=settings.seed,
-                                  out=folder, from_run=out / "llm" / family_name, progress=bar)
-
-        stages.append(Stage(f"llm_{family_name}", f"llm/{family_name}", study))
-        stages.append(Stage(f"llm_{family_name}_stated", f"llm/{family_name}_stated", stated))
-        stages.append(Stage(f"interventions_{family_name}", f"interventions/{family_name}", intervene,
-                            needs=(f"llm_{family_name}",)))
-        for layers in settings.finetune_layers:
-            slug = layers.replace(":", "").replace("-", "_")
-
-            def finetune(folder: Path, family_name=family_name, layers=layers) -> None:
-                from conceptlens.llm.finetune.driver import finetune as run_finetune
-                from conceptlens.tasks.registry import load_family
-
-                train_family = load_family(family_name, split="train", seed=settings.seed)
-                test_family = load_family(family_name, split="test", seed=settings.seed)
-                with progress_bar() as bar:
-                    run_finetune(lm(), family_name, train_family, test_family, layers=layers,
-                                 train_samples=settings.finetune_train_samples, epochs=settings.finetune_epochs,
-                                 shots=settings.finetune_shots, prompts_per_concept=settings.finetune_prompts,
-                                 seed=settings.seed, out=folder, resume=True, progress=bar,
-                                 evaluations=settings.finetune_evaluations,
-                                 before_run=out / "llm" / family_name)
-
-            stages.append(Stage(f"finetune_{family_name}_{slug}", f"finetune/{family_name}_{slug}", finetune))
-
-    def compare(folder: Path) -> None:
-        from conceptlens.llm.compare import compare_runs
-
-        runs = [out / "llm" / f for f in settings.families] + [out / "llm" / f"{f}_stated" for f in settings.families]
-        runs += sorted((out / "finetune").glob("*")) if (out / "finetune").exists() else []
-        compare_runs([r for r in runs if (r / "DONE").exists()], folder, shots=settings.finetune_shots)
-
-    stages.append(Stage("compare", "comparison", compare))
+    stages: list[Stage] = [Stage("synthetic_train", "synthetic", lambda folder: _synthetic_train(settings, folder),
+                                 kind="synthetic-train"),
+                           Stage("synthetic_analyze", "synthetic/analysis", lambda folder: _synthetic_analyze(settings, out),
+                                 needs=("synthetic_train",), kind="synthetic-analysis")]
+    for family in settings.families:
+        stages += _family_stages(settings, out, lm, family)
+    stages.append(Stage("compare", "comparison", lambda folder: _compare(settings, out, folder), kind="comparison"))
     return stages
+
+
+def _synthetic_train(settings: ReproduceSettings, folder: Path) -> None:
+    from conceptlens.synthetic import load_config, train
+    from conceptlens.synthetic.shipped import copy_shipped_run, shipped_runs
+
+    synthetic = settings.synthetic
+    if synthetic.shipped and synthetic.shipped in shipped_runs():
+        copy_shipped_run(synthetic.shipped, folder)
+        return
+    train(load_config(synthetic.config, synthetic.overrides + [f"seed={settings.seed}"]), folder, resume=True)
+
+
+def _synthetic_analyze(settings: ReproduceSettings, out: Path) -> None:
+    from conceptlens.synthetic import analyze
+
+    analyze(out / "synthetic", **settings.synthetic.analyze)
+
+
+def _family_stages(settings: ReproduceSettings, out: Path, lm: _Model, family: str) -> list[Stage]:
+    """The study, its prompting variant, interventions and finetuning of one family."""
+    from conceptlens import experiments
+
+    seed, study_run = settings.seed, out / "llm" / family
+
+    def study(folder: Path, stated: bool = False) -> None:
+        with progress_bar() as bar:
+            experiments.encoding_study(lm(), settings.study.spec(family, seed, stated), folder,
+                                       batch_size=settings.batch_size, progress=bar)
+
+    def intervene(folder: Path) -> None:
+        with progress_bar() as bar:
+            experiments.interventions(lm(), settings.intervention.spec(family, seed), folder, from_run=study_run,
+                                      batch_size=settings.batch_size, progress=bar)
+
+    stages = [Stage(f"llm_{family}", f"llm/{family}", study),
+              Stage(f"llm_{family}_stated", f"llm/{family}_stated", lambda folder: study(folder, stated=True)),
+              Stage(f"interventions_{family}", f"interventions/{family}", intervene, needs=(f"llm_{family}",),
+                    kind="intervention")]
+    for layers in settings.finetune.layers:
+        def finetune(folder: Path, layers: str = layers) -> None:
+            with progress_bar() as bar:
+                experiments.finetune(lm(), settings.finetune.spec(family, layers, seed), folder, resume=True,
+                                     before_run=study_run, progress=bar)
+
+        slug = layers.replace(":", "").replace("-", "_")
+        stages.append(Stage(f"finetune_{family}_{slug}", f"finetune/{family}_{slug}", finetune, kind="finetune"))
+    return stages
+
+
+def _compare(settings: ReproduceSettings, out: Path, folder: Path) -> None:
+    from conceptlens.llm.compare import compare_runs
+
+    runs = [out / "llm" / f for f in settings.families] + [out / "llm" / f"{f}_stated" for f in settings.families]
+    runs += sorted((out / "finetune").glob("*")) if (out / "finetune").exists() else []
+    compare_runs([r for r in runs if folder_done(r)], folder, shots=settings.finetune.shots)
 
 
 def reproduce(settings: ReproduceSettings, out: str | Path, only: set[str] | None = None) -> dict:
     """Run (or resume) every stage into `out`; returns the per-stage status."""
+    from conceptlens.errors import ConceptLensError
     from conceptlens.storage import write_json
 
     out = Path(out)
-    unknown = sorted(set(only or ()) - {stage.name for stage in build_stages(settings, out)})
+    stages = build_stages(settings, out)
+    unknown = sorted(set(only or ()) - {stage.name for stage in stages})
     if unknown:  # before anything is written: a typo must not look like a finished study
-        from conceptlens.errors import ConceptLensError
-
-        raise ConceptLensError(f"unknown stage(s) {unknown}.",
-                               f"use names from: {', '.join(s.name for s in build_stages(settings, out))}.")
-    out.mkdir(parents=True, exist_ok=True)
-    settings_path = out / "settings.json"
-    if settings_path.exists():
-        import json
-
-        from conceptlens.errors import ConceptLensError
-
-        defaults = json.loads(ReproduceSettings().model_dump_json())  # for fields added since the run began
-        previous = {**defaults, **json.loads(settings_path.read_text())}
-        if previous != json.loads(settings.model_dump_json()):
-            changed = sorted(k for k in set(previous) | set(settings.model_dump()) if previous.get(k) != settings.model_dump().get(k))
-            raise ConceptLensError(f"{out} holds a study run with other settings (differs in {changed}).",
-                                   "resume with the same options, or choose a new --out folder.")
-    write_json(settings_path, settings.model_dump())
-    return run_stages(build_stages(settings, out), out, only=only)
+        raise ConceptLensError(f"unknown stage(s) {unknown}.", f"use names from: {', '.join(s.name for s in stages)}.")
+    with RunFolder(out, "reproduce", settings, legacy="settings.json"):  # same settings resume; others are refused
+        write_json(out / "settings.json", settings.model_dump())
+        return run_stages(stages, out, only=only)

@@ -1,8 +1,9 @@
 """Stages that are cached, skipped when done, and resumed after a kill.
 
-A stage writes its outputs into its own folder and, last of all, a `DONE` marker; a rerun skips
-stages with the marker (a killed stage restarts and resumes from its own checkpoints). The time
-and status of every stage go to `RUN/stages.json`, which the report shows.
+A stage writes its outputs into its own run folder (which records the stage's kind and is locked
+while it runs) and, last of all, a `DONE` marker; a rerun skips stages with the marker (a killed
+stage restarts and resumes from its own checkpoints). The time and status of every stage go to
+`RUN/stages.json`, which the report shows.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from conceptlens.cli.common import console
+from conceptlens.progress import console
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import write_json, write_text
+from conceptlens.runs import RunFolder, folder_done, mark_done
+from conceptlens.storage import write_json
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Stage:
     folder: str  # relative to the run folder
     run: Callable[[Path], object]
     needs: tuple[str, ...] = ()
+    kind: str = "encoding-study"  # what the folder holds (conceptlens.runs.KINDS): another command refuses it
 
 
 def _load_status(path: Path) -> dict:
@@ -40,7 +43,7 @@ def run_stages(stages: list[Stage], out: Path, only: set[str] | None = None) -> 
             continue
         folder = out / stage.folder
         record = status.get(stage.name, {})
-        if (folder / "DONE").exists():
+        if folder_done(folder):
             record.update(status="done", folder=stage.folder, cached=True)
             status[stage.name] = record
             console.print(f"[dim]stage {stage.name}: done already ({record.get('seconds', 0):.0f} s), skipped[/]")
@@ -53,8 +56,9 @@ def run_stages(stages: list[Stage], out: Path, only: set[str] | None = None) -> 
         console.rule(f"stage {stage.name}")
         start = time.perf_counter()
         try:
-            stage.run(folder)
-            write_text(folder / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+            with RunFolder(folder, stage.kind):  # the study's spec is the run's own (RUN/settings.json)
+                stage.run(folder)
+                mark_done(folder)
             record = {"status": "done", "seconds": round(time.perf_counter() - start, 1), "folder": stage.folder,
                       "cached": False}
         except ConceptLensError:

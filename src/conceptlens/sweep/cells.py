@@ -17,66 +17,63 @@ from typing import Any, Callable
 from conceptlens.errors import ConceptLensError
 
 
-def _device_for(device_map: str | None) -> str | None:
-    """`cuda` when this worker was given a GPU (and no device map spreads the model), else None."""
-    import torch
-
-    return "cuda" if device_map is None and torch.cuda.is_available() else None
-
-
 def _load(model: str, revision: str | None, dtype: str, device_map: str | None, load_in: str | None):
-    from conceptlens.models import load_model
+    """The cell's model, on this worker's GPU when it was given one (and no device map spreads it)."""
+    from conceptlens.models.from_spec import load_model, on_gpu_if_free
+    from conceptlens.specs import ModelSpec, build
 
-    return load_model(model, revision=revision, dtype=dtype, device=_device_for(device_map), device_map=device_map,
-                      load_in=load_in)
+    return load_model(on_gpu_if_free(build(ModelSpec, name=model, revision=revision, dtype=dtype,
+                                           device_map=device_map, load_in=load_in)))
 
 
 def llm_run(out: Path, model: str = "smollm2-135m", family: str = "pos", shots: list[int] | int = (1, 4, 10),
             prompts_per_concept: int = 100, seed: int = 0, revision: str | None = None, dtype: str = "float32",
             device_map: str | None = None, load_in: str | None = None, state_concept: bool = False,
-            batch_size: int = 16, k: int = 10) -> None:
+            batch_size: int = 16, k: int = 10, split: str = "test", null: bool = True) -> None:
     """`conceptlens llm run` for one model × family × shots × seed × revision."""
-    from conceptlens.llm.encoding.study import run_study
-    from conceptlens.tasks.registry import load_family
+    from conceptlens.experiments import check_study, encoding_study
+    from conceptlens.specs import EncodingStudySpec, build
 
-    shots = [shots] if isinstance(shots, int) else list(shots)
-    task_family = load_family(family, split="test", seed=seed)
-    lm = _load(model, revision, dtype, device_map, load_in)
-    run_study(lm, family, task_family, shots, prompts_per_concept, seed, out, state_concept=state_concept, k=k,
-              batch_size=batch_size)
+    spec = build(EncodingStudySpec, family=family, shots=[shots] if isinstance(shots, int) else list(shots),
+                 prompts_per_concept=prompts_per_concept, seed=seed, split=split, null=null,
+                 state_concept=state_concept, k=k)
+    task_family = check_study(spec)  # before the model loads
+    encoding_study(_load(model, revision, dtype, device_map, load_in), spec, out, batch_size=batch_size,
+                   family=task_family)
 
 
 def llm_finetune(out: Path, model: str = "smollm2-135m", family: str = "pos", layers: str = "first:10",
                  method: str = "lora", rank: int = 16, alpha: float = 16.0, dropout: float = 0.1,
                  train_samples: int = 600, epochs: int = 1, lr: float = 2e-4, shots: int = 4,
                  prompts_per_concept: int = 100, seed: int = 0, revision: str | None = None, dtype: str = "float32",
-                 device_map: str | None = None, load_in: str | None = None, batch_size: int = 8) -> None:
+                 device_map: str | None = None, load_in: str | None = None, batch_size: int = 8,
+                 checkpoint_every: int = 25, evaluations: int = 4) -> None:
     """`conceptlens llm finetune` for one model × family × layer range × seed (resumes a killed cell)."""
-    from conceptlens.llm.finetune.driver import finetune
-    from conceptlens.tasks.registry import load_family
+    from conceptlens.experiments import finetune
+    from conceptlens.specs import FinetuneSpec, build
 
-    train_family = load_family(family, split="train", seed=seed)
-    test_family = load_family(family, split="test", seed=seed)
-    lm = _load(model, revision, dtype, device_map, load_in)
-    finetune(lm, family, train_family, test_family, layers=layers, method=method, rank=rank, alpha=alpha,
-             dropout=dropout, train_samples=train_samples, epochs=epochs, lr=lr, batch_size=batch_size, shots=shots,
-             prompts_per_concept=prompts_per_concept, seed=seed, out=out, resume=True)
+    spec = build(FinetuneSpec, family=family, layers=layers, method=method, rank=rank, alpha=alpha, dropout=dropout,
+                 train_samples=train_samples, epochs=epochs, lr=lr, shots=shots,
+                 prompts_per_concept=prompts_per_concept, seed=seed, checkpoint_every=checkpoint_every,
+                 evaluations=evaluations)
+    finetune(_load(model, revision, dtype, device_map, load_in), spec, out, batch_size=batch_size, resume=True)
 
 
 def llm_intervene(out: Path, model: str = "smollm2-135m", family: str = "pos", layer: int | str | list[int] = "best",
                   shots: int = 4, prompts_per_concept: int = 25, replicates: int = 5, mode: str = "replace",
                   seed: int = 0, from_run: str | None = None, revision: str | None = None, dtype: str = "float32",
-                  device_map: str | None = None, load_in: str | None = None, batch_size: int = 16) -> None:
-    """`conceptlens llm intervene` for one model × family × layer × seed."""
-    from conceptlens.llm.interventions.run import run_interventions
-    from conceptlens.tasks.registry import load_family
+                  device_map: str | None = None, load_in: str | None = None, batch_size: int = 16,
+                  separator: str = " ->", answer_prefix: str = " ") -> None:
+    """`conceptlens llm intervene` for one model × family × layer × seed (means from the train split)."""
+    from conceptlens.experiments import intervention_families, interventions
+    from conceptlens.specs import InterventionSpec, build
 
-    task_family = load_family(family, split="test", seed=seed)
-    lm = _load(model, revision, dtype, device_map, load_in)
-    layers = [layer] if isinstance(layer, int) else layer
-    run_interventions(lm, family, task_family, layers, shots=shots, prompts_per_concept=prompts_per_concept,
-                      replicates=replicates, mode=mode, seed=seed, from_run=Path(from_run) if from_run else None,
-                      batch_size=batch_size, out=out)
+    spec = build(InterventionSpec, family=family, layers=[layer] if isinstance(layer, int) else layer, shots=shots,
+                 prompts_per_concept=prompts_per_concept, replicates=replicates, mode=mode, seed=seed,
+                 separator=separator, answer_prefix=answer_prefix)
+    intervention_families(spec)  # before the model loads
+    interventions(_load(model, revision, dtype, device_map, load_in), spec, out,
+                  from_run=Path(from_run) if from_run else None, batch_size=batch_size)
 
 
 def synthetic_train(out: Path, config: str = "quick", seed: int = 0, set: dict[str, Any] | None = None,

@@ -1,6 +1,6 @@
 """Run the cells of a sweep as Ray tasks, record their status, skip the finished ones on a rerun.
 
-Each cell runs in its own folder `DIR/<cell-id>/` and writes `DONE` last: a rerun skips cells
+Each cell runs in its own run folder `DIR/<cell-id>/` (locked while it runs) and writes `DONE` last: a rerun skips cells
 with the marker and retries the others. A cell that raises is recorded as failed (its traceback in
 `DIR/<cell-id>/error.txt` and `DIR/sweep_status.json`) while the other cells go on. One GPU per
 cell where the cluster has GPUs, else one CPU. Without `address` a small local Ray is started
@@ -18,7 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
-from conceptlens.cli.common import console, progress_bar
+from conceptlens.progress import console, progress_bar
+from conceptlens.runs import RunFolder, folder_done, mark_done
 from conceptlens.errors import ConceptLensError
 from conceptlens.storage import append_jsonl, write_json, write_text
 from conceptlens.sweep.cells import check_kwargs, run_cell, runner_for
@@ -29,22 +30,24 @@ from conceptlens.sweep.spec import SweepSpec, expand
 def execute_cell(command: str, function: str | None, cell: dict, folder: str) -> dict:
     """Body of one Ray task: run the cell, write `DONE` last; never raises (a failure is returned)."""
     path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
-    write_json(path / "cell.json", {"id": cell["id"], "command": command, "function": function, "grid": cell["grid"],
-                                    "kwargs": cell["kwargs"]})
-    append_jsonl(path / "attempts.jsonl", {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": platform.node(),
-                                           "pid": os.getpid()})
     start = time.perf_counter()
     try:
-        run_cell(command, function, cell["kwargs"], path)
-    except Exception as exc:  # one failing cell must not stop the others
+        with RunFolder(path, "sweep-cell", {"command": command, "function": function, "kwargs": cell["kwargs"]}):
+            write_json(path / "cell.json", {"id": cell["id"], "command": command, "function": function,
+                                            "grid": cell["grid"], "kwargs": cell["kwargs"]})
+            append_jsonl(path / "attempts.jsonl", {"started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                   "host": platform.node(), "pid": os.getpid()})
+            try:
+                run_cell(command, function, cell["kwargs"], path)
+            except Exception:  # one failing cell must not stop the others
+                write_text(path / "error.txt", traceback.format_exc())
+                raise
+            (path / "error.txt").unlink(missing_ok=True)
+            mark_done(path)
+    except Exception as exc:
         message = f"{exc.problem} {exc.fix or ''}".strip() if isinstance(exc, ConceptLensError) else f"{type(exc).__name__}: {exc}"
-        trace = traceback.format_exc()
-        write_text(path / "error.txt", trace)
         return {"status": "failed", "seconds": round(time.perf_counter() - start, 2), "error": message[:2000],
-                "traceback": trace[-4000:]}
-    (path / "error.txt").unlink(missing_ok=True)
-    write_text(path / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+                "traceback": traceback.format_exc()[-4000:]}
     return {"status": "done", "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -86,18 +89,24 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, address: str | Non
     """Run every unfinished cell, merge the tables; returns {"done", "cached", "failed", "status"}."""
     out = Path(out or spec.out or "")
     if not str(out) or str(out) == ".":
-        raise ConceptLensError("the sweep has no output folder.", "pass --out DIR or set `out:` in the sweep file.")
+        raise ConceptLensError("the sweep has no output folder.", "pass `out` (a folder) or set `out:` in the sweep file.")
     cells = expand(spec)
     runner = runner_for(spec.command, spec.function)
     for cell in cells:
         check_kwargs(runner, cell["kwargs"], f"cell {cell['id']}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "sweep.yaml", _yaml(spec))
+    identity = json.loads(spec.model_dump_json(exclude={"out", "resources"}))  # where and how fast: not what
+    with RunFolder(out, "sweep", identity):  # one driver per sweep folder; another grid in it is refused
+        write_text(out / "sweep.yaml", _yaml(spec))
+        return _run_cells(spec, out, cells, address, num_cpus, ship_code)
+
+
+def _run_cells(spec: SweepSpec, out: Path, cells: list[dict], address: str | None, num_cpus: int,
+               ship_code: bool) -> dict:
     previous = json.loads(_status_path(out).read_text()).get("cells", {}) if _status_path(out).exists() else {}
     records: dict[str, dict] = {}
     todo = []
     for cell in cells:
-        if (out / cell["id"] / "DONE").exists():
+        if folder_done(out / cell["id"]):
             records[cell["id"]] = {**previous.get(cell["id"], {}), "grid": cell["grid"], "status": "cached"}
         else:
             records[cell["id"]] = {"grid": cell["grid"], "status": "pending"}
