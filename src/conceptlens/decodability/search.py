@@ -47,14 +47,27 @@ class Candidates:
 
 
 def unique_points(points: np.ndarray) -> UniquePoints:
-    """Group byte-identical rows of `points` `[N, d]`; groups are numbered by first occurrence."""
+    """Group byte-identical rows of `points` `[N, d]`; groups are numbered by first occurrence.
+
+    Rows are grouped by a 64-bit hash of their words first; groups are then checked byte by byte (a
+    collision falls back to sorting the rows' bytes).
+    """
     rows = np.ascontiguousarray(points)
-    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    words = rows.view(np.uint32 if rows.dtype.itemsize == 4 else np.uint64)
+    multipliers = np.random.default_rng(0).integers(1, 2 ** 63, size=words.shape[1], dtype=np.uint64) * 2 + 1
+    keys = np.concatenate([(words[start:start + 4096].astype(np.uint64) * multipliers).sum(axis=1)
+                           for start in range(0, len(rows), 4096)])
     _, first, inverse, count = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    shared = np.flatnonzero(count[inverse] > 1)
+    if len(shared) and not (rows[shared] == rows[first[inverse[shared]]]).all():  # a hash collision
+        keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+        _, first, inverse, count = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
     order = np.argsort(first)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return UniquePoints(first[order], rank[inverse.ravel()], count[order])
+    return UniquePoints(first[order], rank[inverse], count[order])
 
 
 def _centre(points: np.ndarray, block: int) -> np.ndarray:
