@@ -39,9 +39,9 @@ def test_heldout_layer_choice(layered, monkeypatch):
 
     original = statistics.task_decodability
 
-    def spy(acts_, labels_, k, layers):
+    def spy(acts_, labels_, k, layers, seed):
         seen.append(set(map(tuple, np.asarray(acts_)[0].round(9))))
-        return original(acts_, labels_, k=k, layers=layers)
+        return original(acts_, labels_, k=k, layers=layers, seed=seed)
 
     monkeypatch.setattr(statistics, "task_decodability", spy)
     result = heldout_layer_choice(acts, labels, k=5, seed=1, layers=[10, 20, 30])
@@ -49,7 +49,27 @@ def test_heldout_layer_choice(layered, monkeypatch):
     assert len(seen[0]) + len(seen[1]) == 120
     assert result["best_layer_heldout"] == 20
     assert result["td_heldout"] > 0.9
-    assert set(result) == {"best_layer_heldout", "td_heldout", "td_at_choice_split", "td_report_split_max"}
+    assert set(result) == {"skipped", "best_layer_heldout", "td_heldout", "td_at_choice_split", "td_report_split_max",
+                           "note"}
+    assert result["skipped"] is False and result["note"] is None
+
+
+@pytest.mark.parametrize("per_concept, skipped", [(11, True), (21, True), (22, False)])
+def test_heldout_layer_choice_is_skipped_with_a_note_when_halves_are_too_small(per_concept, skipped):
+    """k = 10 needs 11 per concept in each half (22 per concept); below that, a note and no exception,
+    while TD itself (k + 1 = 11 per concept) is still computed."""
+    rng = np.random.default_rng(1)
+    codes = np.repeat(np.arange(3), per_concept)
+    acts = rng.normal(size=(2, len(codes), 4))
+    labels = [f"c{c}" for c in codes]
+    result = heldout_layer_choice(acts, labels, k=10, seed=0)
+    assert result["skipped"] is skipped
+    if skipped:
+        assert result["td_heldout"] is None and result["best_layer_heldout"] is None
+        assert f"has {per_concept} prompts" in result["note"] and "k + 1 = 11" in result["note"]
+    else:
+        assert result["note"] is None and 0 <= result["td_heldout"] <= 1
+    assert task_decodability(acts, labels, k=10).mean.shape == (2,)
 
 
 def test_bootstrap_interval_brackets_td(layered):

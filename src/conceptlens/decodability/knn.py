@@ -1,9 +1,11 @@
 """Concept (task) decodability: leave-one-out k-nearest-neighbour accuracy of the concept label.
 
-For every point, its k nearest other points (Euclidean, float64, exactly scikit-learn's brute
-neighbours) vote on its concept; TD is the fraction voted right, per concept and as the mean of
-the per-concept values (chance = 1/|concepts|). DECISION (PAPER.md): a point is never its own
-neighbour, and a tied vote goes to the tied concept whose member among the k is nearest.
+For every point, its k nearest other points (Euclidean; exact float64 distances, found blockwise in
+bounded memory by `search.py`) vote on its concept; TD is the fraction voted right, per concept and
+as the mean of the per-concept values (chance = 1/|concepts|). DECISION (PAPER.md): a point is never
+its own neighbour, and a tied vote goes to the tied concept whose member among the k is nearest.
+DECISION: exactly equal distances are ordered by a seeded random draw (`ties.py`), never by index,
+and every layer says how many of its points coincide (`coincident_fraction`, `degenerate`).
 Written by hand because scikit-learn has no leave-one-out kNN and its ties go to the lowest label.
 """
 
@@ -14,24 +16,38 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
+from conceptlens.decodability.search import candidate_neighbours, unique_points
+from conceptlens.decodability.ties import Neighbours, select_neighbours
 from conceptlens.errors import ConceptLensError
 
 
 def as_layers(acts) -> np.ndarray:
-    """`[N, d]` or `[layers, N, d]` (numpy or torch) -> float64 `[layers, N, d]`, checked."""
-    array = acts.detach().cpu().numpy() if hasattr(acts, "detach") else np.asarray(acts)
+    """`[N, d]` or `[layers, N, d]` (numpy, memmap or torch) -> `[layers, N, d]` float32/float64, checked.
+
+    No copy for float32/float64 input: TD reads the layers one at a time.
+    """
+    if hasattr(acts, "detach"):
+        acts = acts.detach().cpu()
+        acts = (acts if acts.dtype in (torch.float32, torch.float64) else acts.float()).numpy()
+    array = np.asarray(acts)
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
         raise ConceptLensError(f"activations have shape {tuple(array.shape)}; [layers, N, d] or [N, d] is needed.",
                                "save activations as a 2-D or 3-D array.")
-    array = array.astype(np.float64, copy=False)
-    if not np.isfinite(array).all():
-        bad = sorted(set(np.argwhere(~np.isfinite(array))[:, 0].tolist()))
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    bad = [li for li in range(array.shape[0]) if not _finite(array[li])]
+    if bad:
         raise ConceptLensError(f"activations contain NaN or Inf values (layers {bad[:5]}).",
                                "recompute them in float32, or drop the bad layers/prompts.")
     return array
+
+
+def _finite(points: np.ndarray, rows: int = 4096) -> bool:
+    return all(np.isfinite(points[start:start + rows]).all() for start in range(0, len(points), rows))
 
 
 def encode_labels(labels: Sequence, n_points: int, k: int) -> tuple[np.ndarray, list]:
@@ -56,18 +72,23 @@ def encode_labels(labels: Sequence, n_points: int, k: int) -> tuple[np.ndarray, 
     return codes, names
 
 
-def neighbours(points: np.ndarray, k: int) -> np.ndarray:
-    """Indices `[N, k]` of each point's k nearest *other* points, nearest first (float64)."""
-    squared = np.einsum("nd,nd->n", points, points)
-    dist = points @ points.T  # one [N, N] buffer, updated in place (scikit-learn's order of operations)
-    dist *= -2.0
-    dist += squared[:, None]
-    dist += squared[None, :]
-    np.maximum(dist, 0, out=dist)
-    np.fill_diagonal(dist, np.inf)  # never one's own neighbour
-    part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-    order = np.argsort(np.take_along_axis(dist, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+def nearest_neighbours(points, k: int, seed: int = 0, layer: int = 0, block: int | None = None) -> Neighbours:
+    """The k nearest other points of each of `points` `[N, d]`, nearest first, exact ties at random.
+
+    Memory is bounded by `block` (points per tile, default 2048), whatever N is.
+    """
+    return _search(as_layers(points)[0], k, seed, layer, block)
+
+
+def _search(points: np.ndarray, k: int, seed: int, layer: int, block: int | None) -> Neighbours:
+    unique = unique_points(points)
+    candidates = candidate_neighbours(points, unique, k, block)
+    return select_neighbours(candidates, unique, k, seed=seed, layer=layer)
+
+
+def neighbours(points, k: int, seed: int = 0, block: int | None = None) -> np.ndarray:
+    """Indices `[N, k]` of each point's k nearest *other* points, nearest first."""
+    return nearest_neighbours(points, k, seed=seed, block=block).indices
 
 
 def vote(neighbour_codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -90,10 +111,15 @@ class DecodabilityResult:
     codes: np.ndarray
     correct: np.ndarray
     k: int
+    coincident_fraction: np.ndarray | None = None  # [layers] points sharing their vector with another
+    tie_fraction: np.ndarray | None = None  # [layers] points whose k-th place was drawn among equals
     per_class_matrix: np.ndarray = field(init=False)
 
     def __post_init__(self):
         masks = np.stack([self.codes == c for c in range(len(self.concepts))])  # [C, N]
+        zeros = np.zeros(len(self.layers))
+        self.coincident_fraction = zeros if self.coincident_fraction is None else np.asarray(self.coincident_fraction)
+        self.tie_fraction = zeros if self.tie_fraction is None else np.asarray(self.tie_fraction)
         self.per_class_matrix = (self.correct[:, None, :] & masks[None]).sum(-1) / masks.sum(-1)[None]
 
     @property
@@ -109,22 +135,41 @@ class DecodabilityResult:
         return int(self.layers[int(np.argmax(self.mean))])
 
     @property
+    def degenerate(self) -> np.ndarray:
+        """`[layers]` bool: DECISION: a layer is degenerate when at least half its points coincide."""
+        return self.coincident_fraction >= 0.5
+
+    @property
+    def per_layer(self) -> pd.DataFrame:
+        """One row per layer: mean TD, coincident and tie fractions, the degenerate flag."""
+        return pd.DataFrame({"layer": self.layers, "td": self.mean, "coincident_fraction": self.coincident_fraction,
+                             "tie_fraction": self.tie_fraction, "degenerate": self.degenerate})
+
+    @property
     def per_class(self) -> pd.DataFrame:
         rows = [{"layer": layer, "concept": concept, "td": float(self.per_class_matrix[li, ci])}
                 for li, layer in enumerate(self.layers) for ci, concept in enumerate(self.concepts)]
         return pd.DataFrame(rows)
 
 
-def task_decodability(acts, labels: Sequence, k: int = 10, layers: Sequence[int] | None = None) -> DecodabilityResult:
-    """Leave-one-out kNN TD for every layer of `acts` (`[layers, N, d]` or `[N, d]`)."""
+def task_decodability(acts, labels: Sequence, k: int = 10, layers: Sequence[int] | None = None, seed: int = 0,
+                      block: int | None = None) -> DecodabilityResult:
+    """Leave-one-out kNN TD for every layer of `acts` (`[layers, N, d]` or `[N, d]`), one layer at a time.
+
+    `seed` draws the order of exactly equal distances; `block` bounds memory (points per tile).
+    """
     array = as_layers(acts)
     codes, names = encode_labels(labels, array.shape[1], k)
     layers = list(range(array.shape[0])) if layers is None else list(layers)
-    correct = np.stack([vote(codes[neighbours(points, k)], len(names)) == codes for points in array])
-    return DecodabilityResult(layers, names, codes, correct, k)
+    correct, coincident, tied = [], [], []
+    for li in range(array.shape[0]):
+        found = _search(array[li], k, seed, li, block)
+        correct.append(vote(codes[found.indices], len(names)) == codes)
+        coincident.append(found.coincident_fraction), tied.append(float(found.tied.mean()))
+    return DecodabilityResult(layers, names, codes, np.stack(correct), k, np.array(coincident), np.array(tied))
 
 
-def pairwise_decodability(points, labels: Sequence, k: int = 10) -> pd.DataFrame:
+def pairwise_decodability(points, labels: Sequence, k: int = 10, seed: int = 0) -> pd.DataFrame:
     """Concept x concept matrix of TD on each pair alone (one layer, `[N, d]`); diagonal 1."""
     array = as_layers(points)[0]
     codes, names = encode_labels(labels, array.shape[0], k)
@@ -132,6 +177,6 @@ def pairwise_decodability(points, labels: Sequence, k: int = 10) -> pd.DataFrame
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
             keep = (codes == a) | (codes == b)
-            pair = task_decodability(array[keep], codes[keep], k=k)
+            pair = task_decodability(array[keep], codes[keep], k=k, seed=seed)
             matrix[a, b] = matrix[b, a] = float(pair.mean[0])
     return pd.DataFrame(matrix, index=names, columns=names)
