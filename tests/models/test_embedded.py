@@ -101,3 +101,13 @@ def test_the_gguf_header_must_be_the_pinned_model(tmp_path):
     path.write_bytes(b"GGUF" + b"\x00" * 10)  # truncated
     with pytest.raises(ConceptLensError, match="not a readable GGUF file"):
         read_header(path)
+
+
+def test_availability_follows_the_cache_and_the_packages(monkeypatch, tmp_path):
+    """What the real-model tests skip on: nothing cached and no packages -> unavailable (with the reason)."""
+    monkeypatch.setenv("CONCEPTLENS_CACHE", str(tmp_path))
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda package: None)
+    assert not embedded.is_available("qwen2.5-coder-1.5b")
+    (tmp_path / "qwen2.5-coder-1.5b").mkdir()
+    (tmp_path / "qwen2.5-coder-1.5b" / "model.safetensors").write_bytes(b"")
+    assert embedded.is_available("qwen2.5-coder-1.5b") and not embedded.is_available("qwen2.5-coder-0.5b")
