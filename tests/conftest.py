@@ -18,6 +18,7 @@ from tiny_tokenizer import byte_tokenizer  # tests/shared
 torch.set_num_threads(1)
 
 ARCHS = ("llama", "gpt2", "gpt_neox", "gemma2", "qwen2")
+RECURRENT_ARCHS = ("mamba", "mamba2")  # residual stream only: not in ARCHS, whose tests touch attention
 VOCAB = 128
 
 
@@ -40,6 +41,19 @@ def _config(arch: str):
     if arch == "qwen2":
         return tf.Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
                               num_key_value_heads=2, **common)
+    return _recurrent_config(arch)
+
+
+def _recurrent_config(arch: str):
+    """Tiny HF Mamba / Mamba-2 (hidden 32, 3 blocks); their slow path runs on CPU without CUDA kernels."""
+    import transformers as tf
+
+    if arch == "mamba":
+        return tf.MambaConfig(vocab_size=VOCAB, hidden_size=32, state_size=8, num_hidden_layers=3, expand=2,
+                              conv_kernel=4)
+    if arch == "mamba2":
+        return tf.Mamba2Config(vocab_size=VOCAB, hidden_size=32, state_size=8, num_hidden_layers=3, expand=2,
+                               num_heads=8, head_dim=8, n_groups=1, conv_kernel=4, chunk_size=8)
     raise ValueError(arch)
 
 

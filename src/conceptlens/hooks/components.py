@@ -6,6 +6,8 @@ after any post-sublayer norm, as in Gemma-2), `blocks.{i}.head_out` (per-head ou
 output projection, `[..., heads, d_head]`), plus `final_norm`. An architecture family is one row
 of `ARCHITECTURES`; unknown families fall back to a search for the block list. Our own small GPT
 (`conceptlens.synthetic.model`) declares the same fields, so every tool serves both.
+DECISION: recurrent models (HF Mamba, Mamba-2) expose only the residual stream; their rows leave the
+sublayer fields empty, and asking for `attn_out` / `mlp_out` / `head_out` there is an error.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ class ArchitectureSpec:
 
     blocks: str
     final_norm: str
-    attn_out: str  # module whose output is the attention contribution to the residual stream
-    mlp_out: str  # module whose output is the MLP contribution to the residual stream
-    head_proj: str  # output projection whose *input* is the concatenation of per-head outputs
+    attn_out: str | None = None  # module whose output is the attention contribution to the residual stream
+    mlp_out: str | None = None  # module whose output is the MLP contribution to the residual stream
+    head_proj: str | None = None  # output projection whose *input* is the concatenation of per-head outputs
 
 
 _LLAMA = ArchitectureSpec("model.layers", "model.norm", "self_attn", "mlp", "self_attn.o_proj")
+_MAMBA = ArchitectureSpec("backbone.layers", "backbone.norm_f")  # residual stream only: no attention, no MLP
 _GEMMA2 = ArchitectureSpec("model.layers", "model.norm", "post_attention_layernorm",
                            "post_feedforward_layernorm", "self_attn.o_proj")
 
@@ -51,7 +54,10 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "gpt_neox": ArchitectureSpec("gpt_neox.layers", "gpt_neox.final_layer_norm", "attention", "mlp",
                                  "attention.dense"),
     "conceptlens_gpt": ArchitectureSpec("blocks", "final_norm", "attn", "mlp", "attn.out_proj"),
+    "mamba": _MAMBA,
+    "mamba2": _MAMBA,
 }
+SUBLAYER_FIELDS = {"attn_out": "attn_out", "mlp_out": "mlp_out", "head_out": "head_proj"}
 
 
 def get_module(root: nn.Module, dotted: str) -> nn.Module:
@@ -121,11 +127,12 @@ class ModelLayout:
         block = self.blocks[layer]
         if component in ("resid_pre", "resid_post"):
             return block
-        if component == "attn_out":
-            return get_module(block, self.spec.attn_out)
-        if component == "mlp_out":
-            return get_module(block, self.spec.mlp_out)
-        return get_module(block, self.spec.head_proj)  # head_out: input of the output projection
+        path = getattr(self.spec, SUBLAYER_FIELDS[component])  # head_out: input of the output projection
+        if path is None:
+            raise ConceptLensError(f"{type(self.model).__name__} has no component '{component}': its blocks have no "
+                                   "attention or MLP sublayer (a recurrent model).",
+                                   "use resid_pre or resid_post (the residual stream) on this model.")
+        return get_module(block, path)
 
     @property
     def final_norm(self) -> nn.Module:
@@ -137,7 +144,7 @@ def check_component(component: str) -> None:
         raise ConceptLensError(f"unknown component '{component}'.", f"use one of: {', '.join(COMPONENTS)}.")
 
 
-def _config_value(config, *names: str) -> int:
+def _config_value(config, *names: str, default: int | None = None) -> int:
     for cfg in (config, getattr(config, "text_config", None)):
         if cfg is None:
             continue
@@ -145,6 +152,8 @@ def _config_value(config, *names: str) -> int:
             value = getattr(cfg, name, None)
             if value is not None:
                 return int(value)
+    if default is not None:
+        return default
     raise ConceptLensError(f"model config has none of {names}.", "pass a standard transformers config.")
 
 
@@ -153,7 +162,8 @@ def layout_for(model: nn.Module) -> ModelLayout:
     config = model.config
     model_type = getattr(config, "model_type", "")
     n_layers = _config_value(config, "num_hidden_layers", "n_layer", "n_layers")
-    n_heads = _config_value(config, "num_attention_heads", "n_head", "n_heads")
+    # attention heads; 0 for a model without attention (Mamba's `num_heads` are SSM heads, not these)
+    n_heads = _config_value(config, "num_attention_heads", "n_head", "n_heads", default=0)
     d_model = _config_value(config, "hidden_size", "n_embd", "d_model")
     spec = ARCHITECTURES.get(model_type)
     if spec is None or not _has(model, spec.blocks):

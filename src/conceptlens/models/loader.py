@@ -1,7 +1,8 @@
 """One loader for every model the toolkit accepts.
 
 `load_model("smollm2-135m")` (embedded, offline), a local HF folder, or a hub id with an optional
-revision. Weights load as safetensors only; `trust_remote_code` only when the caller asks (and a
+revision. Weights load as safetensors only (a local folder is checked first, `models.weights`;
+pickled weights only with `allow_pickle_weights`); `trust_remote_code` only when the caller asks (and a
 warning says so); `device_map="auto"` spreads a large model over devices through accelerate.
 """
 
@@ -16,6 +17,7 @@ import torch
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks.components import ModelLayout, layout_for
 from conceptlens.models.embedded import EMBEDDED, embedded_folder
+from conceptlens.models.weights import check_weight_files
 from conceptlens.storage import expand_user
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
@@ -96,8 +98,9 @@ def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: floa
 
 def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: str = "float32",
                device: str | None = None, device_map: str | None = None, load_in: str | None = None,
-               trust_remote_code: bool = False) -> LoadedModel:
+               trust_remote_code: bool = False, allow_pickle_weights: bool = False) -> LoadedModel:
     """Load a causal LM and its tokenizer; see the module docstring for what `name` may be."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -114,7 +117,10 @@ def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: s
                                "/ckpt/step2000).")
     if trust_remote_code:
         warnings.warn(f"trust_remote_code is on: code shipped with {name} will run on this machine.", stacklevel=2)
-    kwargs: dict = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if local:
+        check_weight_files(source, allow_pickle_weights)
+    kwargs: dict = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code,
+                    "use_safetensors": None if allow_pickle_weights else True}
     if revision and not local:
         kwargs["revision"] = revision
     if device_map:
@@ -134,7 +140,7 @@ def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: s
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except ConceptLensError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         if local:
             raise ConceptLensError(f"could not load the model folder {source}: {exc}",
                                    "check that it holds config.json, tokenizer files and *.safetensors weights.") from exc
