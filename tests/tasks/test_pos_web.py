@@ -20,3 +20,10 @@ def test_shipped_web_corpus_answers_are_first_words_of_their_tags():
             answer = r["answers"][tag]
             assert answer == r["tokens"][r["tags"].index(tag)]
             assert answer in r["sentence"]
+
+
+def test_pos_synthetic_is_a_family_name():
+    from conceptlens.tasks.registry import BUILTIN, load_family
+
+    assert "pos-synthetic" in BUILTIN
+    assert load_family("pos-synthetic", "test").concepts == load_family("pos", "test").concepts
