@@ -73,7 +73,7 @@ def _shipped_path():
 @lru_cache(maxsize=1)
 def _load_shipped() -> tuple[TaggedSentence, ...]:
     path = _shipped_path()
-    fix = ("reinstall conceptlens, or regenerate it with src/conceptlens/data/pos/make_sentences.py "
+    fix = ("reinstall conceptlens, or regenerate it with scripts/make_sentences.py "
            "and check_with_spacy.py --filter.")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

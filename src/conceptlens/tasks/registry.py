@@ -12,7 +12,7 @@ from pathlib import Path
 from conceptlens.errors import ConceptLensError
 from conceptlens.tasks.family import TaskFamily
 
-BUILTIN = ("pos", "bitwise")
+BUILTIN = ("pos", "pos-synthetic", "bitwise")
 SPLITS = ("train", "test", "all")
 
 
@@ -20,9 +20,11 @@ def load_family(name: str, split: str = "test", seed: int = 0, null: bool = True
     """The `split` of family `name` ("pos", "bitwise" or a folder of concept files)."""
     if split not in SPLITS:
         raise ConceptLensError(f"unknown split '{split}'.", f"use one of {', '.join(SPLITS)}.")
-    if name == "pos":
+    if name in ("pos", "pos-synthetic"):
         from conceptlens.tasks.pos import pos_family
 
+        # "pos-synthetic": the generated grammar corpus, a control whose TD the answer vocabulary
+        # explains (issue 14). "pos" still reads it until the WEB corpus (data/pos_web) is wired in.
         return pos_family(split=split, seed=seed, null=null)
     if name == "bitwise":
         from conceptlens.tasks.bitwise import bitwise_family

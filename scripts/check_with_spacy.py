@@ -44,7 +44,7 @@ def spacy_tags(nlp, rows: list[dict]) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--path", type=Path, default=Path(__file__).with_name("sentences.jsonl"))
+    parser.add_argument("--path", type=Path, default=Path(__file__).resolve().parents[1] / "src" / "conceptlens" / "data" / "pos" / "sentences.jsonl")
     parser.add_argument("--filter", action="store_true", help="drop sentences with any answer disagreement")
     parser.add_argument("--show", type=int, default=0, help="print this many disagreements")
     args = parser.parse_args()

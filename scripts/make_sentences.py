@@ -302,7 +302,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2400)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sentences.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src" / "conceptlens" / "data" / "pos" / "sentences.jsonl")
     args = parser.parse_args()
     rows = generate(args.n, args.seed)
     write_jsonl(rows, args.out)
