@@ -3,7 +3,7 @@ import torch
 from conceptlens.hooks import Trace, layout_for
 from conceptlens.synthetic.model import GPTConfig, RegressionGPT
 from conceptlens.synthetic.probes import head_importance, patching_matrix, representations
-from conceptlens.tasks.regression import make_task
+from conceptlens.synthetic.tasks import make_task
 
 
 def _tiny(y_channel=False, paired=False):

@@ -15,7 +15,7 @@ import torch
 
 from conceptlens.hooks import Trace, layout_for
 from conceptlens.synthetic.model import RegressionGPT, x_position, y_position
-from conceptlens.tasks.regression import RegressionBatch
+from conceptlens.synthetic.tasks import RegressionBatch
 
 
 def token_position(n_points: int, token: str = "x") -> int:
