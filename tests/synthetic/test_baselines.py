@@ -2,7 +2,7 @@ import torch
 
 from conceptlens.synthetic.baselines import (baseline_errors, lasso_predictions, least_squares_predictions,
                                              oracle_predictions, summary)
-from conceptlens.tasks.regression import make_task
+from conceptlens.synthetic.tasks import make_task
 
 
 def _noiseless(n=6, k=12):

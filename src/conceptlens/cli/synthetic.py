@@ -59,21 +59,26 @@ def analyze(
     run: Path = typer.Argument(..., help="A run folder written by `conceptlens synthetic train`."),
     max_checkpoints: int = typer.Option(40, help="Analyse at most this many checkpoints (evenly spread)."),
     sequences_per_basis: int = typer.Option(100, help="Test sequences per basis for TD, UMAP, patching."),
-    token: str = typer.Option("x", help="Representation token: x (last example's x) or y (last demo's y)."),
-    layer: Optional[int] = typer.Option(None, help="Layer for moments, UMAP and patching (default: best TD)."),
+    token: str = typer.Option("y", help="Token for moments and UMAP: y (the paper's: y of the K-th "
+                              "demonstration) or x (last example's x). TD is written for both."),
+    block: Optional[int] = typer.Option(None, help="Block (0-based) for moments, UMAP and patching "
+                                        "(default: the paper's depth, 5 of 12, never the last block)."),
     separation_td: float = typer.Option(0.9, help="Per-basis TD at which a basis counts as separated."),
-    patch_mode: str = typer.Option("replace", help="replace (by the target mean) or shift (by mean_T - mean_S)."),
+    patch_mode: list[str] = typer.Option(["replace", "add", "shift"], help="Patch modes: replace (by the target "
+                                         "mean), add (h + mean_T), shift (h - mean_S + mean_T); repeatable."),
     baseline_sequences: int = typer.Option(25, help="Sequences per basis for the (slow) Lasso baseline."),
     no_umap: bool = typer.Option(False, "--no-umap", help="Skip UMAP (saves ~20 s of numba compilation)."),
 ) -> None:
-    """Per-basis error, TD per layer x checkpoint, moments (a)(b)(c), UMAP, patching, head pruning."""
+    """Per-basis error, TD per block x checkpoint (both tokens), moments, UMAP, patching, head pruning."""
     from conceptlens.errors import ConceptLensError
     from conceptlens.synthetic.analysis import analyze as run_analysis
+    from conceptlens.synthetic.patching import PATCH_MODES
 
     if token not in ("x", "y"):
-        raise ConceptLensError(f"unknown token '{token}'.", "use --token x or --token y.")
-    if patch_mode not in ("replace", "shift"):
-        raise ConceptLensError(f"unknown patch mode '{patch_mode}'.", "use --patch-mode replace or shift.")
+        raise ConceptLensError(f"unknown token '{token}'.", "use --token y or --token x.")
+    for mode in patch_mode:
+        if mode not in PATCH_MODES:
+            raise ConceptLensError(f"unknown patch mode '{mode}'.", f"use --patch-mode {' or '.join(PATCH_MODES)}.")
     with progress_bar() as bar:
         task = bar.add_task("checkpoints", total=None, info="")
 
@@ -81,9 +86,10 @@ def analyze(
             bar.update(task, completed=done, total=total, info=f"step {step}")
 
         result = run_analysis(run, max_checkpoints=max_checkpoints, sequences_per_basis=sequences_per_basis,
-                              token=token, layer=layer, separation_td=separation_td, patch_mode=patch_mode,
+                              token=token, block=block, separation_td=separation_td, patch_modes=tuple(patch_mode),
                               baseline_sequences_per_basis=baseline_sequences, umap=not no_umap, progress=update)
-    moments = result["moments"]
+    moments = result.moments
     console.print(f"moments: (a) {moments['a']}  (b) {moments['b']}  (c) {moments['c']}  "
-                  f"at layer {moments['layer']}; final best-layer TD {moments['final_td_best_layer']:.2f}")
-    console.print(f"wrote {', '.join(result['files'])} in [bold]{run}[/]")
+                  f"at block {moments['block']} ({moments['token']} token); "
+                  f"final best-block TD {moments['final_td_best_block']:.2f}")
+    console.print(f"wrote {', '.join(result.files)} in [bold]{run}[/]")

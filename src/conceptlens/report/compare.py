@@ -169,7 +169,7 @@ def finetuning_table(families: list[str]) -> TableView:
 
 def synthetic_rows(moments: dict) -> list[list[Cell]]:
     rows = []
-    layer, depth = moments.get("layer"), moments.get("n_layers")
+    layer, depth = moments.get("block", moments.get("layer")), moments.get("n_blocks", moments.get("n_layers"))
     if isinstance(layer, int):
         rows.append(_row("analysis layer", f"{layer}" + (f" of {depth}" if depth else ""),
                          f"separation from layer {paper.SYNTHETIC['separation_from_layer']} of {paper.SYNTHETIC['n_layers']}"))

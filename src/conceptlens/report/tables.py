@@ -50,7 +50,7 @@ class Summary:
 
 
 SUMMARIES: dict[str, Summary] = {
-    "decodability.csv": Summary(("td", "mean_td"), ("layer",), ("shots", "step", "revision", "condition", "concept"),
+    "decodability.csv": Summary(("td", "mean_td"), ("token", "block", "layer"), ("shots", "step", "revision", "condition", "concept"),
                                 "mean TD over concepts, by layer", best="max"),
     "before_decodability.csv": Summary(("td",), ("layer",), ("shots", "concept"), "TD before finetuning, by layer",
                                        best="max"),
@@ -58,9 +58,9 @@ SUMMARIES: dict[str, Summary] = {
                             "ICL accuracy by concept", best="max"),
     "loss_per_basis.csv": Summary(("mse", "loss"), ("step",), ("concept", "basis"), "test MSE by training step",
                                   best="min"),
-    "patching.csv": Summary(("delta_loss", "loss_change", "delta", "change"), ("moment", "source"), ("target",),
+    "patching.csv": Summary(("delta_loss", "loss_change", "delta", "change"), ("moment", "mode", "window", "source"), ("target",),
                             "loss change, source (rows) x target (columns)"),
-    "head_importance.csv": Summary(("delta_loss", "loss_change", "delta", "importance"), ("layer", "head"),
+    "head_importance.csv": Summary(("delta_loss", "loss_change", "delta", "importance"), ("block", "layer", "head"),
                                    ("concept", "basis"), "loss change when the head is removed"),
     "baselines.csv": Summary(("mse", "error"), ("n_examples",), ("baseline",), "mean error over bases", best="min"),
     "interventions.csv": Summary(("accuracy",), ("concept",), ("condition", "direction"),

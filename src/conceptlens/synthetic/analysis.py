@@ -1,12 +1,13 @@
 """Analyse a training run: decoding (per-basis error) and encoding (TD, clusters) over checkpoints.
 
-`analyze("runs/quick")` writes tidy tables and figures into the run folder:
-`loss_per_basis.csv` (step, basis, mse), `decodability.csv` (step, layer, concept, td),
-`moments.json`, `umap.csv`, `patching.csv` (moment, source, target, loss_change),
-`head_importance.csv`, `baselines.csv`, and the PNGs of `conceptlens.synthetic.figures`.
+`analyze("runs/quick")` returns a `SyntheticAnalysis` and writes its tables (`decodability.csv`:
+step, token, block, concept, td for both tokens; `patching.csv`, `patching_diagonal.csv`, ...) and
+the PNGs of `conceptlens.synthetic.figures` into the run folder.
 Moments (paper section 3): (a) all bases one cluster, (b) the first basis separated, (c) all
-separated. DECISION: a basis is "separated" when its per-class TD at the analysis layer (the best
-layer of the last checkpoint) reaches `separation_td`; (a) is the last checkpoint before (b).
+separated. DECISION: a basis is "separated" when its per-class TD at the analysis token (default
+the paper's y token of the K-th demonstration) and block (default the paper's depth, block
+`paper_block`) reaches `separation_td`; (a) is the last checkpoint before (b). The same moments at
+the best block of the last checkpoint are stored beside them (`moments["at_best_block"]`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from conceptlens.errors import ConceptLensError
-from conceptlens.storage import write_json, write_table
+from conceptlens.errors import ConceptLensError, require
 from conceptlens.synthetic.baselines import baseline_errors, summary
-from conceptlens.synthetic.probes import (head_importance, patching_matrix, per_concept_mean, representations,
-                                          squared_errors)
+from conceptlens.synthetic.patching import diagonal_contrast, paper_block, patching_matrix, scoring_windows
+from conceptlens.synthetic.probes import TOKENS, head_importance, per_concept_mean, representations, squared_errors
+from conceptlens.synthetic.results import SyntheticAnalysis
 from conceptlens.synthetic.train import (TEST_SEED, build_task, checkpoint_steps, curriculum_end,
                                          load_checkpoint, load_run_config)
 
@@ -34,9 +35,9 @@ def select_steps(steps: list[int], max_checkpoints: int | None) -> list[int]:
     return [steps[i] for i in index]
 
 
-def find_moments(td: pd.DataFrame, layer: int, names: list[str], separation_td: float) -> dict:
-    """Steps of moments (a), (b), (c) from per-class TD at one layer; None where not reached."""
-    at_layer = td[td.layer == layer].pivot(index="step", columns="concept", values="td")[names].sort_index()
+def find_moments(td: pd.DataFrame, block: int, names: list[str], separation_td: float) -> dict:
+    """Steps of moments (a), (b), (c) from per-class TD at one block; None where not reached."""
+    at_layer = td[td.block == block].pivot(index="step", columns="concept", values="td")[names].sort_index()
     separated = at_layer >= separation_td
     first = {name: (int(separated.index[separated[name]].min()) if separated[name].any() else None)
              for name in names}
@@ -48,7 +49,7 @@ def find_moments(td: pd.DataFrame, layer: int, names: list[str], separation_td: 
     before = [s for s in at_layer.index if (b is None or s < b) and one_cluster[s]]
     a = int(before[-1]) if before else int(at_layer.index[0])
     order = sorted((s, n) for n, s in first.items() if s is not None)
-    return {"a": a, "b": b, "c": c, "layer": layer, "separation_td": separation_td,
+    return {"a": a, "b": b, "c": c, "block": block, "separation_td": separation_td,
             "separated_step": first, "separation_order": [n for _, n in order]}
 
 
@@ -61,53 +62,98 @@ def _drop_steps(loss: pd.DataFrame, level: float) -> dict:
 
 
 def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per_basis: int = 100,
-            token: str = "x", layer: int | None = None, separation_td: float = 0.9, k: int = 10,
-            patch_mode: str = "replace", baseline_sequences_per_basis: int = 25, figures: bool = True,
-            umap: bool = True, progress=None) -> dict:
-    """Run every analysis on a run folder; returns a summary dict (moments, TD, file names)."""
-    from conceptlens.decodability import task_decodability
+            token: str = "y", block: int | None = None, separation_td: float = 0.9, k: int = 10,
+            patch_modes: tuple[str, ...] = ("replace", "add", "shift"), baseline_sequences_per_basis: int = 25,
+            figures: bool = True, umap: bool = True, progress=None) -> SyntheticAnalysis:
+    """Run every analysis on a run folder; returns (and saves into it) a `SyntheticAnalysis`.
 
+    `token` (y or x) and `block` (default `paper_block(n_blocks)`) choose where moments, UMAP and
+    patching read; TD is measured at both tokens and every block."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     steps = select_steps(checkpoint_steps(run_dir), max_checkpoints)
     if len(steps) < 2:
         raise ConceptLensError(f"{run_dir} has fewer than two checkpoints.", "train longer, or check the folder.")
+    require(token in TOKENS, f"unknown token '{token}'.", "use token='y' (the paper's) or token='x'.")
+    n_blocks = config.model.n_layers
+    block = paper_block(n_blocks) if block is None else block
+    require(0 <= block < n_blocks, f"block {block} is outside the model's blocks 0..{n_blocks - 1}.",
+            "choose block between 0 and n_layers - 1.")
     task = build_task(config)
     names = task.concept_names
     batch = task.test_set(sequences_per_basis, seed=TEST_SEED + 1)
     labels = [names[c] for c in batch.concepts.tolist()]
-    layers = list(range(config.model.n_layers))
     from_points = config.schedule.eval_from_points
 
+    loss, td, acts_by_step, final_pred = _measure_checkpoints(run_dir, config, steps, batch, labels, token, k,
+                                                             from_points, progress)
+    moments = find_moments(td[td.token == token], block, names, separation_td)
+    final_td = td[(td.step == steps[-1]) & (td.token == token)].groupby("block").td.mean()
+    best = int(final_td.idxmax())
+    moments["at_best_block"] = {key: value for key, value in find_moments(
+        td[td.token == token], best, names, separation_td).items() if key in ("a", "b", "c", "block", "separation_order")}
+    moments.update(token=token, n_blocks=n_blocks, paper_block=paper_block(n_blocks))
+    moments["final_td_by_block"] = {t: {int(b): float(v) for b, v in rows.groupby("block").td.mean().items()}
+                                    for t, rows in td[td.step == steps[-1]].groupby("token")}
+    moments["final_td_best_block"] = float(final_td.max())
+    moments["steps_analysed"] = steps
+    if (until := curriculum_end(config)) is not None:
+        moments["curriculum_until"] = until
+    moments["eval_from_points"] = from_points
+    base = _baselines(task, batch, final_pred, steps[-1], names, baseline_sequences_per_basis, from_points, moments, loss)
+
+    windows = scoring_windows(config.task.basis_dim, config.task.n_dims, config.task.n_points)
+    patching, diagonal = _patching(run_dir, config, batch, names, block, windows, patch_modes,
+                                   {"b": moments["b"], "end": steps[-1]})
+    moments["scoring_windows"] = {w: [index[0], index[-1]] for w, index in windows.items()}
+    heads = head_importance(load_checkpoint(run_dir, steps[-1], config), batch, names, from_points)
+    heads.insert(0, "step", steps[-1])
+    result = SyntheticAnalysis(
+        moments=moments, loss_per_basis=loss, decodability=td,
+        pairwise_td=_pairwise_table(acts_by_step, moments, block, labels, k), patching=patching,
+        patching_diagonal=diagonal, head_importance=heads, baselines=base,
+        umap=_umap_table(acts_by_step, moments, block, labels) if umap else pd.DataFrame())
+    result.files = result.save(run_dir)
+    if figures:
+        from conceptlens.synthetic.figures import draw_all
+
+        result.files += draw_all(run_dir, result, config)
+    return result
+
+
+def _measure_checkpoints(run_dir, config, steps, batch, labels, token, k, from_points, progress):
+    """Per-basis error, TD at both tokens and every block, per checkpoint; keeps `token`'s activations."""
+    from conceptlens.decodability import task_decodability
+
+    names = sorted(set(labels), key=labels.index)
+    blocks = list(range(config.model.n_layers))
     loss_rows, td_frames, acts_by_step, final_pred = [], [], {}, None
     for i, step in enumerate(steps):
         model = load_checkpoint(run_dir, step, config)
-        predictions, acts = representations(model, batch, layers, token)
+        for read in TOKENS:
+            predictions, acts = representations(model, batch, blocks, read)
+            frame = task_decodability(acts, labels, k=k, layers=blocks).per_class.rename(columns={"layer": "block"})
+            frame.insert(0, "token", read)
+            frame.insert(0, "step", step)
+            td_frames.append(frame)
+            if read == token:
+                acts_by_step[step] = acts
         errors = squared_errors(predictions, batch)[:, from_points:].mean(1)
         for c, mse in enumerate(per_concept_mean(errors, batch.concepts, len(names)).tolist()):
             loss_rows.append({"step": step, "basis": names[c], "mse": mse})
-        result = task_decodability(acts, labels, k=k, layers=layers)
-        frame = result.per_class
-        frame.insert(0, "step", step)
-        td_frames.append(frame)
-        acts_by_step[step] = acts
         final_pred = predictions
         if progress is not None:
             progress(i + 1, len(steps), step)
-    loss = pd.DataFrame(loss_rows)
-    td = pd.concat(td_frames, ignore_index=True)
-    final_td = td[td.step == steps[-1]].groupby("layer").td.mean()
-    layer = int(final_td.idxmax()) if layer is None else layer
-    moments = find_moments(td, layer, names, separation_td)
+    return pd.DataFrame(loss_rows), pd.concat(td_frames, ignore_index=True), acts_by_step, final_pred
 
-    pairwise = _pairwise_table(acts_by_step, moments, layer, labels, k)
 
-    sub = task.test_set(baseline_sequences_per_basis, seed=TEST_SEED + 1)
+def _baselines(task, batch, final_pred, last_step, names, per_basis, from_points, moments, loss) -> pd.DataFrame:
+    sub = task.test_set(per_basis, seed=TEST_SEED + 1)
     base = baseline_errors(task, sub)
     model_curve = squared_errors(final_pred, batch)
     for n in range(batch.ys.shape[1]):
         for c, mse in enumerate(per_concept_mean(model_curve[:, n], batch.concepts, len(names)).tolist()):
-            base.loc[len(base)] = {"baseline": f"model step {steps[-1]}", "n_examples": n, "concept": names[c],
+            base.loc[len(base)] = {"baseline": f"model step {last_step}", "n_examples": n, "concept": names[c],
                                    "mse": mse}
     levels = summary(base[~base.baseline.str.startswith("model")], from_points)
     moments["baseline_levels"] = levels
@@ -115,40 +161,26 @@ def analyze(run_dir: str | Path, max_checkpoints: int | None = 40, sequences_per
         moments["beats_lasso_step"] = _drop_steps(loss, levels["lasso"])
     if "oracle" in levels:
         moments["near_oracle_step"] = _drop_steps(loss, 2.0 * levels["oracle"])
-    moments["final_td_best_layer"] = float(final_td.max())
-    moments["final_td_by_layer"] = {int(l): float(v) for l, v in final_td.items()}
-    moments["steps_analysed"] = steps
-    if (until := curriculum_end(config)) is not None:
-        moments["curriculum_until"] = until
-    moments["eval_from_points"] = from_points
+    return base
 
-    patch_at = {"b": moments["b"], "end": steps[-1]}
-    patch_frames = []
-    for moment, step in patch_at.items():
+
+def _patching(run_dir, config, batch, names, block, windows, modes, at: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The source x target matrix per mode and window at each moment, and its diagonal-minus-row contrast."""
+    frames, contrasts = [], []
+    for moment, step in at.items():
         if step is None:
             continue
-        frame = patching_matrix(load_checkpoint(run_dir, step, config), batch, layer, names, token, patch_mode)
-        frame.insert(0, "step", step)
-        frame.insert(0, "moment", moment)
-        patch_frames.append(frame)
-    patching = pd.concat(patch_frames, ignore_index=True)
-    heads = head_importance(load_checkpoint(run_dir, steps[-1], config), batch, names, from_points)
-    heads.insert(0, "step", steps[-1])
+        frame, changes = patching_matrix(load_checkpoint(run_dir, step, config), batch, block, names, windows, modes)
+        frames.append(frame.assign(moment=moment, step=step))
+        for (mode, window), change in changes.items():
+            contrasts.append(diagonal_contrast(change, batch.concepts, names).assign(
+                moment=moment, step=step, block=block, mode=mode, window=window))
+    lead = ["moment", "step", "block", "mode", "window"]
 
-    umap_frame = _umap_table(acts_by_step, moments, layer, labels) if umap else pd.DataFrame()
-    outputs = {"loss_per_basis": loss, "decodability": td, "pairwise_td": pairwise, "patching": patching,
-               "head_importance": heads, "baselines": base}
-    if umap:
-        outputs["umap"] = umap_frame
-    for name, frame in outputs.items():
-        write_table(run_dir / f"{name}.csv", frame)
-    write_json(run_dir / "moments.json", moments)
-    files = [f"{name}.csv" for name in outputs] + ["moments.json"]
-    if figures:
-        from conceptlens.synthetic.figures import draw_all
+    def order(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[lead + [c for c in frame.columns if c not in lead]]
 
-        files += draw_all(run_dir, loss, td, moments, base, patching, heads, umap_frame, config, pairwise)
-    return {"run": str(run_dir), "moments": moments, "files": files}
+    return order(pd.concat(frames, ignore_index=True)), order(pd.concat(contrasts, ignore_index=True))
 
 
 def _pairwise_table(acts_by_step: dict, moments: dict, layer: int, labels: list[str], k: int) -> pd.DataFrame:

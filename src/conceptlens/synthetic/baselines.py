@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from conceptlens.tasks.regression import RegressionBatch, RegressionMixture
+from conceptlens.synthetic.tasks import RegressionBatch, RegressionMixture
 
 
 def least_squares_predictions(xs: torch.Tensor, ys: torch.Tensor, n: int,

@@ -1,7 +1,7 @@
 """The figures of the synthetic study (matplotlib, Agg backend), drawn from the tidy tables.
 
 `loss_per_basis.png` (per-basis test MSE over training, moments (a)(b)(c) marked, baseline
-levels, the curriculum shaded), `decodability.png` (TD layer x checkpoint), `pairwise_td.png`
+levels, the curriculum shaded), `decodability.png` (TD block x checkpoint, both tokens), `pairwise_td.png`
 (which bases a layer tells apart, per moment), `umap.png` (the analysis layer at each
 moment), `patching.png` (source x target loss change), `head_importance.png`, `baselines.png`
 (error against number of examples, the final model on the same axes).
@@ -65,20 +65,28 @@ def loss_figure(loss: pd.DataFrame, moments: dict, path: Path) -> str:
 
 
 def decodability_figure(td: pd.DataFrame, moments: dict, path: Path) -> str:
-    mean = td.groupby(["layer", "step"]).td.mean().unstack("step")
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    image = ax.imshow(mean.values, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
-    ax.set_yticks(range(len(mean.index)), [str(l) for l in mean.index])
-    ticks = np.linspace(0, len(mean.columns) - 1, min(8, len(mean.columns))).round().astype(int)
-    ax.set_xticks(ticks, [str(mean.columns[t]) for t in ticks], fontsize=7)
-    ax.set_xlabel("checkpoint (step)")
-    ax.set_ylabel("layer")
-    ax.set_title("Encoding: concept decodability (kNN TD) per layer")
-    fig.colorbar(image, ax=ax, label="TD")
+    """TD block x checkpoint, one panel per token; the paper's depth (block `paper_block`) marked."""
+    tokens = [t for t in ("y", "x") if t in set(td.token)]
+    fig, axes = plt.subplots(len(tokens), 1, figsize=(8, 2.8 * len(tokens)), squeeze=False)
+    for ax, token in zip(axes[:, 0], tokens):
+        mean = td[td.token == token].groupby(["block", "step"]).td.mean().unstack("step")
+        image = ax.imshow(mean.values, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
+        ax.set_yticks(range(len(mean.index)), [str(b) for b in mean.index])
+        ticks = np.linspace(0, len(mean.columns) - 1, min(8, len(mean.columns))).round().astype(int)
+        ax.set_xticks(ticks, [str(mean.columns[t]) for t in ticks], fontsize=7)
+        if moments.get("paper_block") is not None:
+            ax.axhline(moments["paper_block"], color="red", lw=1.2, ls="--")
+            ax.text(len(mean.columns) - 0.5, moments["paper_block"], " paper's depth (5 of 12)", color="red",
+                    fontsize=7, va="center")
+        ax.set_ylabel("block")
+        name = "y token of demonstration K" if token == "y" else "x token of example K"
+        ax.set_title(f"Encoding: concept decodability (kNN TD) per block, {name}", fontsize=9)
+        fig.colorbar(image, ax=ax, label="TD")
+    axes[-1, 0].set_xlabel("checkpoint (step)")
     return _save(fig, path)
 
 
-def umap_figure(frame: pd.DataFrame, path: Path) -> str | None:
+def umap_figure(frame: pd.DataFrame, path: Path, summary: dict | None = None) -> str | None:
     if frame.empty:
         return None
     moments = list(dict.fromkeys(frame.moment))
@@ -87,7 +95,8 @@ def umap_figure(frame: pd.DataFrame, path: Path) -> str | None:
         rows = frame[frame.moment == moment]
         for concept, group in rows.groupby("concept", sort=False):
             ax.scatter(group.x, group.y, s=6, label=concept)
-        ax.set_title(f"({moment}) step {int(rows.step.iloc[0])}")
+        where = f", {summary.get('token')} token, block {summary.get('block')}" if summary else ""
+        ax.set_title(f"({moment}) step {int(rows.step.iloc[0])}{where}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][-1].legend(fontsize=7, markerscale=2)
@@ -96,7 +105,7 @@ def umap_figure(frame: pd.DataFrame, path: Path) -> str | None:
 
 def _matrix(ax, frame: pd.DataFrame, index: str, columns: str, title: str):
     matrix = frame.pivot(index=index, columns=columns, values="loss_change")
-    order = list(dict.fromkeys(frame[index])) if index != "layer" else sorted(matrix.index)
+    order = list(dict.fromkeys(frame[index])) if index != "block" else sorted(matrix.index)
     matrix = matrix.loc[order]
     if columns != "head":
         matrix = matrix[list(dict.fromkeys(frame[columns]))]
@@ -111,12 +120,16 @@ def _matrix(ax, frame: pd.DataFrame, index: str, columns: str, title: str):
 
 
 def patching_figure(patching: pd.DataFrame, path: Path) -> str:
-    moments = list(dict.fromkeys(patching.moment))
-    fig, axes = plt.subplots(1, len(moments), figsize=(4 * len(moments), 3.6), squeeze=False)
-    for ax, moment in zip(axes[0], moments):
-        rows = patching[patching.moment == moment]
-        image = _matrix(ax, rows, "source", "target", f"{moment} (step {int(rows.step.iloc[0])}): loss change")
-        fig.colorbar(image, ax=ax, shrink=0.8)
+    """One source x target matrix per mode (rows) and moment x scoring window (columns)."""
+    modes = list(dict.fromkeys(patching["mode"]))
+    panels = list(dict.fromkeys(zip(patching.moment, patching.window)))
+    fig, axes = plt.subplots(len(modes), len(panels), figsize=(3.6 * len(panels), 3.3 * len(modes)), squeeze=False)
+    for i, mode in enumerate(modes):
+        for j, (moment, window) in enumerate(panels):
+            rows = patching[(patching["mode"] == mode) & (patching.moment == moment) & (patching.window == window)]
+            title = f"{mode}, {moment} (step {int(rows.step.iloc[0])}, block {int(rows.block.iloc[0])}), {window}"
+            image = _matrix(axes[i, j], rows, "source", "target", title)
+            fig.colorbar(image, ax=axes[i, j], shrink=0.8)
     return _save(fig, path)
 
 
@@ -124,7 +137,7 @@ def heads_figure(heads: pd.DataFrame, path: Path) -> str:
     concepts = list(dict.fromkeys(heads.concept))
     fig, axes = plt.subplots(1, len(concepts), figsize=(2.6 * len(concepts), 3), squeeze=False)
     for ax, concept in zip(axes[0], concepts):
-        image = _matrix(ax, heads[heads.concept == concept], "layer", "head", f"{concept}: pruning Δloss")
+        image = _matrix(ax, heads[heads.concept == concept], "block", "head", f"{concept}: pruning Δloss")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     return _save(fig, path)
 
@@ -165,14 +178,15 @@ def pairwise_figure(frame: pd.DataFrame, path: Path) -> str | None:
     return _save(fig, path)
 
 
-def draw_all(run_dir: Path, loss, td, moments, base, patching, heads, umap_frame, config,
-             pairwise: pd.DataFrame | None = None) -> list[str]:
+def draw_all(run_dir: Path, result, config=None) -> list[str]:
+    """Every figure of a `SyntheticAnalysis` into `run_dir`; returns the file names written."""
     run_dir = Path(run_dir)
-    names = [loss_figure(loss, moments, run_dir / "loss_per_basis.png"),
-             decodability_figure(td, moments, run_dir / "decodability.png"),
-             pairwise_figure(pairwise, run_dir / "pairwise_td.png"),
-             umap_figure(umap_frame, run_dir / "umap.png"),
-             patching_figure(patching, run_dir / "patching.png"),
-             heads_figure(heads, run_dir / "head_importance.png"),
-             baselines_figure(base, run_dir / "baselines.png")]
+    moments = result.moments
+    names = [loss_figure(result.loss_per_basis, moments, run_dir / "loss_per_basis.png"),
+             decodability_figure(result.decodability, moments, run_dir / "decodability.png"),
+             pairwise_figure(result.pairwise_td, run_dir / "pairwise_td.png"),
+             umap_figure(result.umap, run_dir / "umap.png", moments),
+             patching_figure(result.patching, run_dir / "patching.png"),
+             heads_figure(result.head_importance, run_dir / "head_importance.png"),
+             baselines_figure(result.baselines, run_dir / "baselines.png")]
     return [n for n in names if n]

@@ -1,11 +1,10 @@
 """Read and edit a regression GPT's residual stream through the canonical hooks.
 
 All reads and edits go through `conceptlens.hooks.Trace`: representations at one token of every
-sequence (`blocks.{l}.resid_post`), the patching matrix (replace the representation of source-basis
-sequences by a target basis's mean) and head pruning (zero one head in `blocks.{l}.head_out`).
-DECISION: the patched token is the x-token of the last example (the one that predicts y_K), and
-the loss is that prediction's squared error; `mode="shift"` instead moves the representation by
-(mean_T - mean_S), keeping what is specific to the sequence (its query x).
+sequence (`blocks.{l}.resid_post`) and head pruning (zero one head in `blocks.{l}.head_out`);
+the patching matrix is `conceptlens.synthetic.patching`.
+DECISION: the default token is the paper's, the y token of the K-th (20th) demonstration, which
+has seen every pair; `token="x"` reads the x token of the last example (the one predicting y_K).
 """
 
 from __future__ import annotations
@@ -15,22 +14,20 @@ import torch
 
 from conceptlens.hooks import Trace, layout_for
 from conceptlens.synthetic.model import RegressionGPT, x_position, y_position
-from conceptlens.tasks.regression import RegressionBatch
+from conceptlens.synthetic.tasks import RegressionBatch
 
 
-def token_position(n_points: int, token: str = "x") -> int:
-    """`x`: the x-token of the last example; `y`: the y-token of the last demonstration."""
-    return x_position(n_points) if token == "x" else y_position(n_points - 1)
+TOKENS = ("y", "x")
 
 
-def predicted_example(token: str, n_points: int) -> int:
-    """0-based index of the first prediction a patch at `token` can change (both: the last one)."""
-    return n_points - 1
+def token_position(n_points: int, token: str = "y") -> int:
+    """`y`: the y token of the K-th demonstration (the paper's); `x`: the x token of the last example."""
+    return x_position(n_points) if token == "x" else y_position(n_points)
 
 
 @torch.no_grad()
 def representations(model: RegressionGPT, batch: RegressionBatch, layers: list[int],
-                    token: str = "x") -> tuple[torch.Tensor, torch.Tensor]:
+                    token: str = "y") -> tuple[torch.Tensor, torch.Tensor]:
     """`(predictions [N, K], acts [layers, N, d_model])` at one token of every sequence."""
     layout = layout_for(model)
     n, k = batch.ys.shape
@@ -48,45 +45,6 @@ def squared_errors(predictions: torch.Tensor, batch: RegressionBatch) -> torch.T
 def per_concept_mean(values: torch.Tensor, concepts: torch.Tensor, n_concepts: int) -> torch.Tensor:
     total = torch.zeros(n_concepts, dtype=values.dtype).index_add_(0, concepts, values)
     return total / torch.bincount(concepts, minlength=n_concepts).clamp(min=1)
-
-
-@torch.no_grad()
-def patching_matrix(model: RegressionGPT, batch: RegressionBatch, layer: int, names: list[str],
-                    token: str = "x", mode: str = "replace") -> pd.DataFrame:
-    """Source x target loss change: sequences of basis S get the mean representation of basis T.
-
-    Returns tidy rows (source, target, loss_change, clean_loss); a negative change helps.
-    """
-    layout = layout_for(model)
-    n, k = batch.ys.shape
-    position = token_position(k, token)
-    target_index = predicted_example(token, k)
-    clean_pred, acts = representations(model, batch, [layer], token)
-    acts = acts[0]
-    n_concepts = len(names)
-    means = torch.stack([acts[batch.concepts == c].mean(0) for c in range(n_concepts)])
-    clean = squared_errors(clean_pred, batch)[:, target_index]
-    rows_index = torch.arange(n)
-    positions = torch.full((n,), position)
-    rows = []
-    for target in range(n_concepts):
-        def edit(hidden: torch.Tensor, pos: torch.Tensor, target: int = target) -> torch.Tensor:
-            hidden = hidden.clone()
-            if mode == "shift":
-                hidden[rows_index, pos] += means[target] - means[batch.concepts]
-            else:
-                hidden[rows_index, pos] = means[target]
-            return hidden
-
-        with Trace(layout, positions=positions, edits={f"blocks.{layer}.resid_post": edit}):
-            patched = model(batch.xs, batch.ys)
-        change = squared_errors(patched, batch)[:, target_index] - clean
-        by_source = per_concept_mean(change, batch.concepts, n_concepts)
-        clean_by_source = per_concept_mean(clean, batch.concepts, n_concepts)
-        for source in range(n_concepts):
-            rows.append({"source": names[source], "target": names[target], "loss_change": float(by_source[source]),
-                         "clean_loss": float(clean_by_source[source])})
-    return pd.DataFrame(rows)
 
 
 @torch.no_grad()
@@ -112,6 +70,6 @@ def head_importance(model: RegressionGPT, batch: RegressionBatch, names: list[st
             with Trace(layout, edits={f"blocks.{layer}.head_out": prune}):
                 pruned = loss(model(batch.xs, batch.ys))
             for c in range(n_concepts):
-                rows.append({"layer": layer, "head": head, "concept": names[c],
+                rows.append({"block": layer, "head": head, "concept": names[c],
                              "loss_change": float(pruned[c] - clean[c]), "clean_loss": float(clean[c])})
     return pd.DataFrame(rows)

@@ -26,7 +26,7 @@ from conceptlens.storage import (append_jsonl, load_tensors, read_jsonl, remove_
                                  verify_checksum, write_json, write_text)
 from conceptlens.synthetic.config import RunConfig, config_from_dict
 from conceptlens.synthetic.model import GPTConfig, RegressionGPT
-from conceptlens.tasks.regression import RegressionBatch, RegressionMixture, make_task
+from conceptlens.synthetic.tasks import RegressionBatch, RegressionMixture, make_task
 
 TEST_SEED = 10_000
 _CKPT = re.compile(r"^step_(\d{7})\.safetensors$")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.tasks.regression import (RegressionFamilies, SparseRegressionMixture, disjoint_bases, make_task,
+from conceptlens.synthetic.tasks import (RegressionFamilies, SparseRegressionMixture, disjoint_bases, make_task,
                                           overlapping_bases)
 
 
