@@ -48,7 +48,7 @@ class TestRun:
         assert len(summary) == 2 * 2 * 3
 
     def test_replicates_are_deterministic_by_seed(self, lm):
-        from conceptlens.llm.interventions.definitions import run as intervention_run
+        from conceptlens.llm.interventions import run as intervention_run
 
         calls = []
         real = intervention_run.answers_under_edits
@@ -102,7 +102,7 @@ class TestRun:
         assert not (tmp_path / "run").exists()
 
     def test_means_come_from_examples_never_evaluated(self, lm):
-        from conceptlens.llm.interventions.definitions import run as intervention_run
+        from conceptlens.llm.interventions import run as intervention_run
 
         seen = {"means": [], "eval": []}
         real_means, real_gen = intervention_run.heldout_prompts, intervention_run.answers_under_edits
