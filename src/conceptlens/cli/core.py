@@ -13,17 +13,14 @@ from rich.table import Table
 from conceptlens.cli.common import (DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE, console,
                                     model_spec, open_model, parse_int_list, progress_bar)
 from conceptlens.errors import ConceptLensError
+from conceptlens.text_input import read_user_lines
 
 
 def read_prompts(path: Path) -> list[str]:
     """One prompt per line, or JSONL with a `prompt` field (a line's `\\n` escapes are kept)."""
     if not path.exists():
         raise ConceptLensError(f"prompts file {path} does not exist.", "check the path.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConceptLensError(f"{path} is not UTF-8 text (byte {exc.start}).", "re-save the file as UTF-8.") from exc
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = read_user_lines(path, "prompts file")
     if path.suffix == ".jsonl":
         prompts = []
         for number, line in enumerate(lines, 1):
@@ -54,10 +51,7 @@ def read_labels(path: Path) -> list:
             raise ConceptLensError(f"{path} holds labels shaped {array.shape}; one label per prompt (1-D) is needed.",
                                    "save a 1-D array of labels, one per activation row.")
         return array.tolist()
-    try:
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError as exc:
-        raise ConceptLensError(f"{path} is not UTF-8 text.", "re-save the labels as UTF-8, one per line.") from exc
+    return [line.strip() for line in read_user_lines(path, "labels file")]
 
 
 def capture(

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conceptlens.errors import ConceptLensError
+from conceptlens.yaml_input import read_yaml_file
 
 COMMANDS = ("llm run", "llm finetune", "llm intervene", "synthetic train", "python")
 
@@ -91,7 +92,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not path.exists():
         raise ConceptLensError(f"sweep file {path} does not exist.", "check the path.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml_file(path, "sweep file")
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise ConceptLensError(f"{path} is not valid YAML ({exc or type(exc).__name__}).",
                                "fix the YAML syntax (UTF-8 text).") from exc

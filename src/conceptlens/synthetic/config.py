@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from conceptlens.errors import ConceptLensError
+from conceptlens.yaml_input import parse_yaml_text, read_yaml_file
 
 
 class _Strict(BaseModel):
@@ -152,7 +153,8 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
             if not isinstance(node, dict):
                 raise ConceptLensError(f"'{key}' does not name a config field.", "check the key.")
         try:
-            node[path[-1]] = yaml.safe_load(raw)
+            node[path[-1]] = parse_yaml_text(raw, f"the value of override '{item}'",
+                                             "quote it or write a plain value, e.g. --set train.betas=[0.9,0.99].")
         except (yaml.YAMLError, RecursionError) as exc:
             raise ConceptLensError(f"the value of override '{item}' is not valid YAML.",
                                    "quote it or write a plain value, e.g. --set train.betas=[0.9,0.99].") from exc
@@ -179,7 +181,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
             raise ConceptLensError(f"no config named '{name_or_path}' and no such file.",
                                    f"use one of {', '.join(available_configs())} or a YAML file path.")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        tree = read_yaml_file(path, "config file") or {}
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise ConceptLensError(f"{path} is not a readable YAML file ({(str(exc) or type(exc).__name__).splitlines()[0]}).",
                                "fix the YAML syntax (UTF-8 text, `key: value` lines).") from exc

@@ -118,13 +118,13 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
-    import yaml
+    from conceptlens.yaml_input import read_yaml_file
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConceptLensError(f"{run_dir} has no config.yaml: it is not a synthetic run folder.",
                                "pass the --out folder of `conceptlens synthetic train`.")
-    return config_from_dict(yaml.safe_load(path.read_text()))
+    return config_from_dict(read_yaml_file(path, "run config"))
 
 
 def load_checkpoint(run_dir: str | Path, step: int, config: RunConfig | None = None) -> RegressionGPT:

@@ -16,6 +16,7 @@ from pathlib import Path
 from conceptlens.errors import ConceptLensError
 from conceptlens.storage import expand_user
 from conceptlens.tasks.family import NULL, Example, TaskFamily
+from conceptlens.text_input import split_lines
 
 SUFFIXES = (".json", ".jsonl")
 FORMAT_HELP = ('each file holds a JSON list of {"input": "...", "output": "..."} objects (.json), '
@@ -55,7 +56,7 @@ def read_concept_file(path: str | Path) -> list[Example]:
         raise ConceptLensError(f"cannot read {path} ({exc.strerror}).", "check the file's permissions.") from exc
     if path.suffix == ".jsonl":
         items = []
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(split_lines(text), 1):
             if not line.strip():
                 continue
             try:
