@@ -26,7 +26,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conceptlens.errors import ConceptLensError
@@ -91,11 +90,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.exists():
         raise ConceptLensError(f"sweep file {path} does not exist.", "check the path.")
-    try:
-        data = read_yaml_file(path, "sweep file")
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise ConceptLensError(f"{path} is not valid YAML ({exc or type(exc).__name__}).",
-                               "fix the YAML syntax (UTF-8 text).") from exc
+    data = read_yaml_file(path, "sweep file")
     return parse_sweep(data, str(path))
 
 

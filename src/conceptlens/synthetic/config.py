@@ -152,12 +152,8 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConceptLensError(f"'{key}' does not name a config field.", "check the key.")
-        try:
-            node[path[-1]] = parse_yaml_text(raw, f"the value of override '{item}'",
-                                             "quote it or write a plain value, e.g. --set train.betas=[0.9,0.99].")
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise ConceptLensError(f"the value of override '{item}' is not valid YAML.",
-                                   "quote it or write a plain value, e.g. --set train.betas=[0.9,0.99].") from exc
+        node[path[-1]] = parse_yaml_text(raw, f"the value of override '{item}'",
+                                         "quote it or write a plain value, e.g. --set train.betas=[0.9,0.99].")
     return tree
 
 
@@ -180,11 +176,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
         if path is None:
             raise ConceptLensError(f"no config named '{name_or_path}' and no such file.",
                                    f"use one of {', '.join(available_configs())} or a YAML file path.")
-    try:
-        tree = read_yaml_file(path, "config file") or {}
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise ConceptLensError(f"{path} is not a readable YAML file ({(str(exc) or type(exc).__name__).splitlines()[0]}).",
-                               "fix the YAML syntax (UTF-8 text, `key: value` lines).") from exc
+    tree = read_yaml_file(path, "config file") or {}
     if not isinstance(tree, dict):
         raise ConceptLensError(f"{path} holds a {type(tree).__name__}, not a mapping of config sections.",
                                "write `key: value` lines, e.g. `seed: 0` and `train: {steps: 500}`.")
