@@ -43,8 +43,9 @@ def _where(exc: Exception) -> str:
 
 def parse_yaml_text(text: str, source: str, fix: str = SYNTAX_FIX):
     """The plain data (dicts, lists, str, numbers, ...) of one YAML document; `source` names it in errors."""
-    loader = _PlainLoader(text)
+    loader = None
     try:
+        loader = _PlainLoader(text)  # the reader already rejects unprintable characters here
         return loader.get_single_data()
     except _AliasFound as found:
         line = f" (line {found.line})" if found.line else ""
@@ -62,7 +63,8 @@ def parse_yaml_text(text: str, source: str, fix: str = SYNTAX_FIX):
         raise ConceptLensError(f"{source} holds a value YAML cannot read ({exc}).",
                                "quote the value to keep it as text, or correct it.") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml_file(path: str | Path, what: str = "YAML file"):
