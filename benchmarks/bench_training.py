@@ -4,8 +4,10 @@ Same shape (layers, heads, width, sequence 2K), batch, data and optimiser (Adam)
 alternating rounds so that machine load hits both alike; tokens/s is the median over rounds. Also
 the fraction of this machine's measured float32 matmul peak that our training step reaches
 (FLOPs = 6 x non-embedding parameters x tokens + attention). Writes benchmarks/results/training.md.
+Also seeds trained together: the wall time of `train_seeds` with 3 seeds vs `train` with one, the
+same steps, evaluation and checkpoints (first and last step only) in both; benchmarks/results/training_seeds.md.
 
-    .venv/bin/python benchmarks/bench_training.py [--rounds 3] [--threads 2]
+    .venv/bin/python benchmarks/bench_training.py [--rounds 3] [--threads 2] [--only peers|seeds]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from conceptlens.synthetic.config import load_config
 from conceptlens.synthetic.train import build_model, build_task
 
 RESULTS = Path(__file__).parent / "results" / "training.md"
+SEEDS_RESULTS = Path(__file__).parent / "results" / "training_seeds.md"
 
 
 class HFRegression(nn.Module):
@@ -102,27 +105,88 @@ def bench(name: str, steps: int, rounds: int) -> dict:
             "flops_per_s": training_flops(config, ours) / ours_s}
 
 
+def seeds_together(name: str, n_seeds: int, steps: int, rounds: int, threads: int) -> dict:
+    """Wall time of `n_seeds` seeds trained together vs one seed alone: the real `train_seeds` and
+    `train` into temporary folders, alternating; evaluation and checkpoints at the first and last step."""
+    import tempfile
+
+    from conceptlens.synthetic.train import train
+    from conceptlens.synthetic.train_seeds import train_seeds
+
+    config = load_config(name, [f"train.steps={steps}", f"train.threads={threads}", f"schedule.eval_every={steps}",
+                                "schedule.dense_until=0", f"schedule.sparse_every={steps}"])
+    warm = load_config(name, ["train.steps=2", f"train.threads={threads}"])
+    with tempfile.TemporaryDirectory() as tmp:  # first calls pay one-off set-up costs: not timed
+        train(warm, Path(tmp) / "alone")
+        train_seeds(warm, list(range(n_seeds)), Path(tmp) / "together")
+    alone, together = [], []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            train(config, Path(tmp) / "alone")
+            alone.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            train_seeds(config, list(range(n_seeds)), Path(tmp) / "together")
+            together.append(time.perf_counter() - start)
+    torch.manual_seed(0)
+    flops = training_flops(config, build_model(config)) * steps
+    alone_s, together_s = statistics.median(alone), statistics.median(together)
+    return {"config": name, "seeds": n_seeds, "steps": steps, "alone_s": alone_s, "together_s": together_s,
+            "alone_flops_per_s": flops / alone_s, "together_flops_per_s": n_seeds * flops / together_s,
+            "all_alone": alone, "all_together": together}
+
+
+def seeds_section(row: dict, peak: float, rounds: int) -> list[str]:
+    ratio = row["together_s"] / row["alone_s"]
+    return ["## Seeds trained together (`synthetic train --seeds`)", "",
+            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); `{row['config']}` shape, "
+            f"{row['steps']} steps, evaluation and checkpoints at the first and last step only, in both. "
+            f"Median of {rounds} alternating rounds (every round: alone "
+            f"{', '.join(f'{t:.1f}' for t in row['all_alone'])} s; together "
+            f"{', '.join(f'{t:.1f}' for t in row['all_together'])} s). FLOPs counted as in the section above; "
+            f"measured float32 matmul peak {peak / 1e9:.1f} GFLOP/s. Target: {row['seeds']} seeds in at most "
+            "1.6x the time of one.", "",
+            "| case | wall time | per step | GFLOP/s | % of matmul peak |", "|---|---|---|---|---|",
+            f"| 1 seed alone (`train`) | {row['alone_s']:.1f} s | {1e3 * row['alone_s'] / row['steps']:.0f} ms | "
+            f"{row['alone_flops_per_s'] / 1e9:.1f} | {100 * row['alone_flops_per_s'] / peak:.0f}% |",
+            f"| {row['seeds']} seeds together (`train_seeds`) | {row['together_s']:.1f} s | "
+            f"{1e3 * row['together_s'] / row['steps']:.0f} ms | {row['together_flops_per_s'] / 1e9:.1f} | "
+            f"{100 * row['together_flops_per_s'] / peak:.0f}% |", "",
+            f"{row['seeds']} seeds together take **{ratio:.2f}x** the time of one alone "
+            f"({row['seeds'] / ratio:.2f}x the throughput of separate runs one after another)."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--only", choices=["peers", "seeds"], help="run one case (default: both)")
+    parser.add_argument("--seed-steps", type=int, default=300, help="steps of the seeds-together case")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     peak = matmul_peak()
-    rows = [bench("quick", 30, args.rounds), bench("paper", 3, args.rounds)]
-    peak = max(peak, matmul_peak())
-    lines = ["## Synthetic training throughput", "",
-             f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}; "
-             f"measured float32 matmul peak {peak / 1e9:.1f} GFLOP/s (1024² matmul). Median of {args.rounds} "
-             "alternating rounds; same batch, data and Adam for both.", "",
-             "| config | shape | conceptlens tokens/s | HF GPT2Model tokens/s | ratio | % of matmul peak |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['config']} | {r['shape']} | {r['ours']:,.0f} | {r['hf']:,.0f} | "
-                     f"{r['ours'] / r['hf']:.2f}x | {100 * r['flops_per_s'] / peak:.0f}% |")
-    write_text(RESULTS, "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if args.only != "seeds":
+        rows = [bench("quick", 30, args.rounds), bench("paper", 3, args.rounds)]
+        peak = max(peak, matmul_peak())
+        lines = ["## Synthetic training throughput", "",
+                 f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}; "
+                 f"measured float32 matmul peak {peak / 1e9:.1f} GFLOP/s (1024² matmul). Median of {args.rounds} "
+                 "alternating rounds; same batch, data and Adam for both.", "",
+                 "| config | shape | conceptlens tokens/s | HF GPT2Model tokens/s | ratio | % of matmul peak |",
+                 "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['config']} | {r['shape']} | {r['ours']:,.0f} | {r['hf']:,.0f} | "
+                         f"{r['ours'] / r['hf']:.2f}x | {100 * r['flops_per_s'] / peak:.0f}% |")
+        write_text(RESULTS, "\n".join(lines) + "\n")
+        print("\n".join(lines))
+    if args.only != "peers":
+        row = seeds_together("quick", 3, args.seed_steps, min(args.rounds, 2), threads)
+        torch.set_num_threads(threads)
+        lines = seeds_section(row, max(peak, matmul_peak()), min(args.rounds, 2))
+        write_text(SEEDS_RESULTS, "\n".join(lines) + "\n")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -182,3 +182,26 @@ def test_smollm2_mixed_answers_keep_the_format(smollm2_tokenizer):
     fitted, note = fit_format_to_tokenizer(PromptFormat(), smollm2_tokenizer, BITS[:2] + WORDS[:1])
     assert fitted == PromptFormat() and not note["changed"]
     assert note["answers_starting_with_whitespace_token"] == 2 and note["reason"].startswith("2 of 3 distinct")
+
+
+@pytest.mark.real_model
+def test_smollm2_study_and_finetune_prompts_end_on_the_space_before_the_first_digit(smollm2_tokenizer):
+    """The format the encoding study and finetuning use (`study_format`): TD is read at the last prompt
+    token, which is the answer's leading space, and training's first labelled token is the first digit."""
+    from conceptlens.llm.encoding.study import study_format
+    from conceptlens.llm.finetune.data import encode_example
+    from conceptlens.prompts import sample_prompts, token_roles
+    from conceptlens.tasks.registry import load_family
+
+    tokenizer, family = smollm2_tokenizer, load_family("bitwise", split="test")
+    fmt, record = study_format(tokenizer, family)
+    assert (record["separator"], record["answer_prefix"]) == (" -> ", "") and record["fitted_to_tokenizer"]["changed"]
+    for concept in family.concept_names:
+        for prompt in sample_prompts(family, concept, 3, 4, seed=0, fmt=fmt):
+            ids, roles = token_roles(tokenizer, prompt)
+            assert tokenizer.decode(ids[-1:]) == " " and roles[-1] == "query_separator"
+            example = encode_example(tokenizer, prompt, concept)
+            first_label = next(label for label in example.labels if label != -100)
+            assert tokenizer.decode([first_label]) == prompt.answer[0] and prompt.answer[0] in "01"
+    kept, record = study_format(tokenizer, family, fit=False)
+    assert kept == PromptFormat() and not record["fitted_to_tokenizer"]["changed"]

@@ -146,3 +146,16 @@ def test_the_sweep_examples_in_the_docs_are_valid():
         spec = parse_sweep(yaml.safe_load(block))
         for cell in expand(spec):
             check_kwargs(runner_for(spec.command, spec.function), cell["kwargs"], cell["id"])
+
+
+def test_prompt_format_and_peak_groups_are_cell_settings():
+    """`separator`, `answer_prefix` (and `fit_format`) reach every LM command; finetuning takes the peak groups."""
+    spec = parse_sweep({"command": "llm finetune", "grid": {"layers": ["before-peak", "after-peak"]},
+                        "fixed": {"family": "bitwise", "separator": " -> ", "answer_prefix": "", "fit_format": False}})
+    cells = expand(spec)
+    assert [cell["kwargs"]["layers"] for cell in cells] == ["before-peak", "after-peak"]
+    for cell in cells:
+        check_kwargs(runner_for("llm finetune", None), cell["kwargs"], cell["id"])
+    for command in ("llm run", "llm intervene"):
+        check_kwargs(runner_for(command, None), {"separator": " -> ", "answer_prefix": ""}, command)
+    check_kwargs(runner_for("llm run", None), {"fit_format": False}, "llm run")

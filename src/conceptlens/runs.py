@@ -4,13 +4,15 @@ The folder records its kind (capture, encoding-study, ...) and the spec it was s
 same spec resumes, another spec or another kind is refused (naming the differing fields), and an
 exclusive lock (`fcntl.flock`, released by the kernel when the process dies) keeps a second
 process out. DECISION: a folder with results but no record (written before records existed) is
-adopted; a stage's folder inside a study records its kind but leaves the spec to the study.
+adopted, but only by the kind whose files it holds (`SIGNATURES`); a stage's folder inside a study
+records its kind but leaves the spec to the study.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -20,13 +22,26 @@ from typing import Any
 from pydantic import BaseModel
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import write_json, write_text
+from conceptlens.out_paths import check_output_folder
+from conceptlens.storage import remove_stale_temporaries, write_json, write_text
 
 KINDS = ("capture", "encoding-study", "intervention", "finetune", "comparison", "reproduce", "synthetic-train",
-         "synthetic-analysis", "sweep", "sweep-cell")
+         "synthetic-analysis", "sweep", "sweep-cell", "transfer", "ladder")
 RECORD = ".conceptlens-run.json"
 LOCK = ".conceptlens.lock"
 DONE = "DONE"
+# what a folder of each kind holds at its top, for folders written before records existed: such a
+# folder is adopted only by its own kind (a `finetune --resume` into an old `llm run` folder is refused)
+SIGNATURES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "encoding-study": (("summary.json", "decodability.csv"), ("checkpoint_series.csv",)),
+    "finetune": (("config.json", "before"), ("train_log.jsonl",), ("adapter",)),
+    "synthetic-train": (("config.yaml", "checkpoints"),),
+    "intervention": (("interventions.csv",),),
+    "comparison": (("comparison.md",),),
+    "reproduce": (("settings.json",), ("stages.json",)),
+    "sweep": (("sweep.yaml",), ("sweep_status.json",)),
+    "capture": (("manifest.json",),),
+}
 _held: dict[str, tuple[int, int]] = {}  # resolved folder -> (file descriptor, depth): re-entrant in one process
 
 
@@ -45,6 +60,17 @@ def differing_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
             names += differing_fields(old.get(key), new.get(key), f"{prefix}{key}.")
         return names
     return [] if old == new else [prefix.rstrip(".") or "spec"]
+
+
+def _empty_tree(folder: Path) -> bool:
+    """True when `folder` holds no file at any depth (only empty folders)."""
+    return all(p.is_dir() and not p.is_symlink() for p in folder.rglob("*"))
+
+
+def looks_like(folder: Path) -> list[str]:
+    """The kinds whose files a folder without a record holds at its top (see `SIGNATURES`)."""
+    return [kind for kind, ways in SIGNATURES.items()
+            if any(all((folder / name).exists() for name in names) for names in ways)]
 
 
 def folder_done(folder: str | Path) -> bool:
@@ -94,12 +120,18 @@ class RunFolder:
         """Refuse, before any write, a path that is a file, a folder of another kind, or of another spec."""
         if self.path.exists() and not self.path.is_dir():
             raise ConceptLensError(f"{self.path} is a file, not a run folder.", "choose another `out`.")
+        check_output_folder(self.path)  # under a file, not writable: refused before any work
         holder = self.holder()
         if holder is not None:
             raise ConceptLensError(f"{self.path} is being written by {holder}.",
                                    "wait until that process ends (or stop it), or choose another `out`.")
         record = self.recorded() if self.path.is_dir() else None
         if record is None:
+            others = [kind for kind in looks_like(self.path) if kind != self.kind] if self.path.is_dir() else []
+            if others and self.kind not in looks_like(self.path):
+                raise ConceptLensError(f"{self.path} holds the results of a '{others[0]}' run; this command writes "
+                                       f"'{self.kind}' folders and would overwrite them.",
+                                       "choose another `out` for this command (each command writes its own folder).")
             return
         if record.get("kind") != self.kind:
             raise ConceptLensError(f"{self.path} is a '{record.get('kind')}' run folder; this command writes "
@@ -123,11 +155,14 @@ class RunFolder:
     # ---- the lock ---------------------------------------------------------------------------------
     def __enter__(self) -> "RunFolder":
         self.check()
-        self._created = [p for p in (self.path, self.path / LOCK, self.path / RECORD) if not p.exists()]
+        self._new_folders = [p for p in (self.path, *self.path.parents) if not os.path.lexists(p)]
+        spec_files = (LOCK, RECORD) + ((self.legacy,) if self.legacy else ())
+        self._created = [self.path / name for name in spec_files if not (self.path / name).exists()]
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()  # a process that got here between our check and our lock is named by the lock
         try:
             self.check()  # again under the lock: another writer may have recorded meanwhile
+            remove_stale_temporaries(self.path)  # what a killed writer of this folder left (older than a minute)
             record = self.recorded() or {}
             if not (self.path / RECORD).exists() or (record.get("spec") is None and self.spec is not None):
                 write_json(self.path / RECORD, {"kind": self.kind, "spec": self.spec,
@@ -144,13 +179,19 @@ class RunFolder:
         self._unlock()
 
     def _roll_back(self) -> None:
-        """A command that failed before writing a result leaves no folder or file of its own behind."""
-        if not self.path.is_dir() or {p.name for p in self.path.iterdir()} - {LOCK, RECORD}:
+        """A command that failed before writing a result leaves no folder or file of its own behind.
+
+        The record, the lock and the `legacy` spec file (e.g. settings.json) are no results: a folder
+        holding only those (and empty folders) is removed, with the parents this run created."""
+        spec_files = {LOCK, RECORD} | ({self.legacy} if self.legacy else set())
+        if not self.path.is_dir() or any(p.name not in spec_files for p in self.path.iterdir()
+                                         if not (p.is_dir() and not p.is_symlink() and _empty_tree(p))):
             return  # results were written: the record must stay, so a resume is checked against it
-        for path in self._created[:0:-1]:
+        for path in self._created[::-1]:
             path.unlink(missing_ok=True)
-        if self._created and self._created[0] == self.path and not any(self.path.iterdir()):
-            self.path.rmdir()
+        for folder in self._new_folders:  # innermost first
+            if folder.is_dir() and _empty_tree(folder):
+                shutil.rmtree(folder)
 
     def holder(self) -> str | None:
         """Who holds the folder's lock ("pid 123 on host ..."), or None when no other process does."""

@@ -1,9 +1,10 @@
 """Typed experiment specs: what a model, an encoding study, an intervention or a finetuning run is.
 
 The CLI, the sweep cells, `reproduce` and notebooks build these and pass them on, so a setting has
-one name, one default and one rule everywhere (e.g. TD's held-out layer choice needs 2(k+1) prompts
-per concept). DECISION: run options that cannot change a result (batch size, progress, resume) and
-paths of other runs stay outside the specs, so a run folder's identity is its spec.
+one name, one default and one rule everywhere (e.g. TD needs k + 1 prompts per concept; with fewer
+than 2(k + 1) only the held-out layer choice is skipped, with a note). DECISION: run options that
+cannot change a result (batch size, progress, resume) and paths of other runs stay outside the
+specs, so a run folder's identity is its spec.
 """
 
 from __future__ import annotations
@@ -42,11 +43,22 @@ def one_of(name: str, value, choices: tuple, label: str | None = None):
 
 
 def heldout_rule(prompts_per_concept: int, k: int) -> None:
-    """TD needs k + 1 prompts of every concept in each half of the held-out layer choice."""
-    if prompts_per_concept < 2 * (k + 1):
-        raise ConceptLensError(f"{prompts_per_concept} prompts per concept are too few for k = {k}: TD needs k + 1 "
-                               f"per concept in each half of the held-out layer choice, so {2 * (k + 1)} at least.",
-                               f"use prompts_per_concept={max(2 * (k + 1), 100)}.")
+    """Refuse only what TD cannot compute: the leave-one-out vote needs k + 1 prompts of every concept.
+
+    With fewer than 2(k + 1) the study still runs; only the held-out layer choice (k + 1 per concept in
+    each half) is skipped, and summary.json says why (`heldout_layer_choice`).
+    """
+    if prompts_per_concept < k + 1:
+        raise ConceptLensError(f"{prompts_per_concept} prompts per concept are too few for k = {k}: TD's leave-one-out "
+                               f"vote needs k + 1 = {k + 1} prompts of every concept.",
+                               f"use prompts_per_concept={max(2 * (k + 1), 100)} (or at least {k + 1}), or a smaller k.")
+
+
+def visible_separator(separator: str) -> str:
+    """A prompt separator must show: the query ends on its last token."""
+    if not separator.strip():
+        raise ConceptLensError("`separator` must contain a visible character.", "use e.g. separator=' ->'.")
+    return separator
 
 
 class ModelSpec(_Strict):
@@ -82,6 +94,14 @@ class EncodingStudySpec(_Strict):
     null: bool = True
     state_concept: bool = False
     k: int = Field(10, ge=1)  # neighbours of the kNN vote
+    separator: str = " ->"  # prompts.PromptFormat: TD is read at its last token
+    answer_prefix: str = " "
+    fit_format: bool = True  # move a whitespace-only first answer token into the separator (prompts.py)
+
+    @field_validator("separator")
+    @classmethod
+    def _visible_separator(cls, separator: str) -> str:
+        return visible_separator(separator)
 
     @field_validator("shots")
     @classmethod
@@ -104,14 +124,19 @@ class EncodingStudySpec(_Strict):
 
 
 class InterventionSpec(_Strict):
-    """Replace (or add) the query-token activation by a concept mean (paper 4.3)."""
+    """Add (or write) a concept mean at the query-token activation (paper 4.3, Appendix C)."""
 
     family: str
-    layers: list[int] | Literal["best"] = "best"  # HF hidden-state layers
+    # HF hidden-state layers; "sweep": the TD rise over the surface control; "best": the TD peak
+    layers: list[int] | Literal["sweep", "best"] = "sweep"
     shots: int = 4  # counts are checked by the intervention run itself, before any model call
     prompts_per_concept: int = 25
     replicates: int = 5
-    mode: Literal["replace", "add"] = "replace"
+    mode: Literal["add", "add_centered", "replace"] = "add"  # add: the paper's h_task, the raw mean
+    means_per_concept: int | None = Field(None, ge=1)  # held-out prompts per concept (means, TD sweep); None: as evaluated
+    cross_at: Literal["peak", "all"] = "peak"  # the cross-concept matrix at the TD peak only, or at every layer
+    max_sweep_layers: int = Field(6, ge=1)  # "sweep": at most this many layers, evenly spaced over the TD rise
+    fit_format: bool = True  # move a whitespace-only first answer token into the separator (as the study does)
     seed: int = 0
     separator: str = " ->"  # the edit hits its last token
     answer_prefix: str = " "
@@ -119,7 +144,7 @@ class InterventionSpec(_Strict):
     @field_validator("mode", mode="before")
     @classmethod
     def _known_mode(cls, mode):
-        return one_of("mode", mode, ("replace", "add"), label="intervention mode")
+        return one_of("mode", mode, ("add", "add_centered", "replace"), label="intervention mode")
 
     @field_validator("separator")
     @classmethod
@@ -133,7 +158,7 @@ class FinetuneSpec(_Strict):
     """Layer-selective finetuning (LoRA or full), TD and accuracy before vs after (paper 4.4)."""
 
     family: str
-    layers: str = "first:10"  # first:N, last:N, A-B (inclusive, 0-based) or one block index
+    layers: str = "first:10"  # before-peak, after-peak, first:N, last:N, first:33%, A-B (0-based) or one block
     method: Literal["lora", "full"] = "lora"
     rank: int = Field(16, ge=1)
     alpha: float = 16.0
@@ -147,6 +172,14 @@ class FinetuneSpec(_Strict):
     checkpoint_every: int = Field(25, ge=1)
     evaluations: int = Field(4, ge=0)
     k: int = Field(10, ge=1)
+    separator: str = " ->"  # prompts.PromptFormat, in training and evaluation alike
+    answer_prefix: str = " "
+    fit_format: bool = True
+
+    @field_validator("separator")
+    @classmethod
+    def _visible_separator(cls, separator: str) -> str:
+        return visible_separator(separator)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -157,3 +190,46 @@ class FinetuneSpec(_Strict):
     def _enough_prompts(self) -> "FinetuneSpec":
         heldout_rule(self.prompts_per_concept, self.k)
         return self
+
+
+class TransferSpec(_Strict):
+    """Task-vector transfer (Hendel et al. 2023) beside TD on every layer (`llm.transfer`)."""
+
+    family: str  # pos | bitwise | a folder of concept files; task vectors from its train split, inputs from test
+    shots: int = Field(4, ge=1)
+    layers: list[int] | Literal["all"] = "all"  # HF hidden-state layers (checked against the model)
+    prompts_per_concept: int = Field(50, ge=2)  # test inputs per concept (each with fresh demonstrations)
+    seed: int = 0
+    k: int = Field(10, ge=1)  # neighbours of TD's kNN vote (capped at prompts_per_concept - 1)
+    separator: str = " ->"  # the task vector is read at, and written over, its last token
+    answer_prefix: str = " "
+    fit_format: bool = True  # move a whitespace-only first answer token into the separator (prompts.py)
+
+    @field_validator("separator")
+    @classmethod
+    def _visible_separator(cls, separator: str) -> str:
+        if not separator.strip():
+            raise ConceptLensError("`separator` must contain a visible character.", "use e.g. separator=' ->'.")
+        return separator
+
+
+class LadderSpec(_Strict):
+    """A model ladder (`llm.ladder`): the encoding study on each model, the same settings on every rung."""
+
+    models: list[str]  # names --model takes, smallest first
+    families: list[str] = Field(default_factory=lambda: ["pos", "bitwise"])
+    shots: list[int] = Field(default_factory=lambda: [4])
+    prompts_per_concept: int = Field(30, ge=1)  # 8 rungs in about an hour on 2 CPU cores (docs/results/ladder.md)
+    seed: int = 0
+    k: int = Field(10, ge=1)
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    interventions: bool = False  # the paper's intervention test at each rung's TD peak (slower)
+    intervention_prompts: int = Field(20, ge=1)
+
+    @field_validator("models", "families")
+    @classmethod
+    def _some(cls, names: list[str]) -> list[str]:
+        if not names or any(not name.strip() for name in names) or len(set(names)) != len(names):
+            raise ConceptLensError(f"{names} must be distinct, non-empty names.",
+                                   "pass e.g. models=['smollm2-135m', 'qwen2.5-coder-0.5b'].")
+        return names

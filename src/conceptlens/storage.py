@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from conceptlens.errors import ConceptLensError
+from conceptlens.out_paths import folder_problem
 
 
 def _umask_mode() -> int:
@@ -48,6 +49,7 @@ def _fsync(path: Path) -> None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
     path = Path(path)
+    _check_destination(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, _FILE_MODE)  # mkstemp makes files owner-only; results are ordinary files
@@ -60,6 +62,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _check_destination(path: Path) -> None:
+    """One error naming the path, not an OSError traceback, when `path` cannot become a file."""
+    if path.name in ("", ".", "..") or path.is_dir():
+        raise ConceptLensError(f"cannot write {path}: it is a folder, and a file is needed there.",
+                               "choose another `out`, or move that folder away.")
+    problem = folder_problem(path.parent)
+    if problem:
+        raise ConceptLensError(f"cannot write {path}: {problem}.", "choose another `out`.")
 
 
 @contextlib.contextmanager
@@ -167,8 +179,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break
-            raise ConceptLensError(f"{path} line {i + 1} is not valid JSON.", "delete the file and rerun.")
+            raise ConceptLensError(f"{path} line {i + 1} is not valid JSON (a damaged line inside the log).",
+                                   f"run: conceptlens repair-log {path} (keeps every good line, moves the damaged "
+                                   f"ones to {path.name}{DAMAGED}), then rerun the same command.") from None
     return records
+
+
+DAMAGED = ".damaged"  # `conceptlens.reading.repair_jsonl` moves damaged lines there
 
 
 def write_table(path: str | Path, frame: "Any") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import pytest
@@ -71,6 +72,44 @@ def test_layer_ranges(spec, expected):
 
 @pytest.mark.parametrize("spec", ["first:0", "last:31", "12-5", "5-30", "30", "abc", "first:", "first:-2", "1-2-3", ""])
 def test_bad_layer_ranges(spec):
+    with pytest.raises(ConceptLensError):
+        parse_layer_range(spec, 30)
+
+
+@pytest.mark.parametrize("n_layers, peak, before, after", [
+    (32, 15, range(5, 15), range(15, 25)),  # Llama-3.1-8B (POS peak 15): 10 blocks each side
+    (32, 13, range(3, 13), range(13, 23)),  # Llama-3.1-8B bitwise
+    (30, 21, range(12, 21), range(21, 30)),  # SmolLM2-135M: 9 blocks; after-peak is exactly the rest
+    (30, 5, range(0, 5), range(5, 14)),  # too few blocks before the peak: all of them
+    (18, 9, range(4, 9), range(9, 14)),  # Gemma-3-270M: 5 blocks (10/32 of 18 = 5.6, rounded down)
+    (18, 16, range(11, 16), range(16, 18)),  # too few after the peak: the rest
+    (18, 1, [0], range(1, 6)),
+])
+def test_peak_groups(n_layers, peak, before, after):
+    assert parse_layer_range("before-peak", n_layers, peak) == list(before)
+    assert parse_layer_range(" After-Peak ", n_layers, peak) == list(after)
+    # block b writes hidden-state layer b + 1: before-peak ends with the block that writes the peak,
+    # after-peak starts with the block that reads it, so it cannot change TD there
+    assert list(before)[-1] + 1 == peak and list(after)[0] == peak
+
+
+@pytest.mark.parametrize("spec, peak, match", [("before-peak", 0, "layer 0"), ("after-peak", 30, "last layer"),
+                                               ("before-peak", None, "TD peak"), ("after-peak", 31, "outside")])
+def test_peak_groups_that_cannot_exist(spec, peak, match):
+    with pytest.raises(ConceptLensError, match=match):
+        parse_layer_range(spec, 30, peak)
+
+
+@pytest.mark.parametrize("spec, n_layers, expected", [
+    ("first:33%", 30, range(0, 10)), ("last:33%", 30, range(20, 30)), ("first:33%", 18, range(0, 6)),
+    ("last:31%", 32, range(22, 32)), ("first:100%", 18, range(18)),
+])
+def test_fraction_ranges(spec, n_layers, expected):
+    assert parse_layer_range(spec, n_layers) == list(expected)
+
+
+@pytest.mark.parametrize("spec", ["first:0%", "first:101%", "last:1%"])
+def test_bad_fraction_ranges(spec):
     with pytest.raises(ConceptLensError):
         parse_layer_range(spec, 30)
 
@@ -321,3 +360,99 @@ def test_adapted_puts_the_callers_model_back(tmp_path, method):
     assert all(torch.equal(pristine[k], v) for k, v in lm.model.state_dict().items())
     assert not lm.model.model.embed_tokens.weight.requires_grad
     assert all(p.requires_grad for n, p in lm.model.named_parameters() if "embed_tokens" not in n)
+
+
+def test_peak_groups_end_to_end_hang_on_the_pretrained_peak(tmp_path):
+    """before-peak / after-peak are resolved from the "before" study's TD peak (at the run's shots), recorded
+    in config.json and summary.json, and labelled as such beside the paper's first-10 / last-10 rows."""
+    from conceptlens.llm.compare import best_layer, compare_table, read_study
+    from conceptlens.llm.finetune.driver import finetune
+
+    lm = tiny_lm()
+    train, test = toy_family(60).split(0)
+    options = dict(train_samples=12, shots=2, prompts_per_concept=12, batch_size=4, lr=1e-2, rank=4, evaluations=0,
+                   k=10)  # 12 prompts per concept: the held-out layer choice is skipped, TD is not
+    runs, peak = [], None
+    for spec in ("before-peak", "after-peak"):
+        run = tmp_path / spec
+        before = {"before_run": runs[0] / "before"} if runs else {}
+        try:
+            summary = finetune(lm, "toy", train, test, layers=spec, out=run, **options, **before)
+        except ConceptLensError as exc:  # the tiny model's peak may sit at the embeddings or the last layer
+            assert peak in (0, lm.n_layers) and "no block" in str(exc)
+            continue
+        peak = best_layer(read_study(run / "before", 2)[0])
+        assert summary["peak_layer"] == peak and summary["layers"] == parse_layer_range(spec, lm.n_layers, peak)
+        assert json.loads((run / "config.json").read_text())["layers"] == summary["layers"]
+        assert summary["before"]["td_mean"] is not None and "format" in summary
+        runs.append(run)
+    assert runs, "neither group could be trained"
+    table, _ = compare_table(runs, shots=2)
+    variants = [v for v in table["variant"] if v != "pretrained"]
+    assert variants == [spec for spec in ("before-peak", "after-peak") if (tmp_path / spec / "summary.json").exists()]
+    paper_rows = dict(zip(table["variant"], table["paper_row"]))
+    assert all(paper_rows[v] is None for v in variants)  # the toy family has no paper numbers
+
+
+def _study_folder(folder, td: float, acc: float, model: str = "m") -> None:
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    concepts = ["AND", "OR", NULL]
+    pd.DataFrame([{"model": model, "family": "bitwise", "shots": 4, "layer": layer, "concept": c,
+                   "td": td if layer == 2 else 0.1, "seed": 0} for c in concepts for layer in range(4)]
+                 ).to_csv(folder / "decodability.csv", index=False)
+    pd.DataFrame([{"model": model, "family": "bitwise", "shots": 4, "concept": c, "accuracy": acc, "n": 20, "seed": 0}
+                  for c in concepts]).to_csv(folder / "accuracy.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({"model": model, "family": "bitwise", "best_layer": 2}))
+
+
+def test_compare_labels_peak_groups_beside_the_papers_first_and_last_rows(tmp_path):
+    from conceptlens.llm.compare import compare_table, markdown_table
+
+    runs = []
+    for spec, layers, acc in (("before-peak", [0, 1], 0.6), ("after-peak", [2], 0.4)):
+        run = tmp_path / spec
+        _study_folder(run / "before", 0.5, 0.2)
+        _study_folder(run / "after", 0.7, acc, model="m+lora")
+        (run / "config.json").write_text(json.dumps({"kind": "finetune", "family": "bitwise", "model": "m",
+                                                     "layers_spec": spec, "layers": layers, "n_layers": 3,
+                                                     "method": "lora", "peak_layer": 2}))
+        runs.append(run)
+    table, _ = compare_table(runs, shots=4)
+    row = table.set_index("variant")
+    assert list(table["variant"]) == ["pretrained", "before-peak", "after-peak"]
+    # after-peak ends at the last block, which once made it "last"; before-peak starts at block 0 ("first")
+    assert row.loc["before-peak", "label"] == "LoRA before-peak: blocks 0-1 (2 of 3, TD peak layer 2)"
+    assert row.loc["after-peak", "label"] == "LoRA after-peak: blocks 2-2 (1 of 3, TD peak layer 2)"
+    assert row.loc["before-peak", "paper_row"] == "LoRA first 10 layers" and row.loc["before-peak", "paper_td_mean"] == 0.85
+    assert row.loc["after-peak", "paper_row"] == "LoRA last 10 layers" and row.loc["after-peak", "paper_acc_mean"] == 66.3
+    text = markdown_table(table)
+    assert "| LoRA before-peak: blocks 0-1" in text and "| LoRA first 10 layers |" in text
+
+
+def test_cli_finetune_after_peak_into_a_fresh_folder(tiny_folder, tmp_path, monkeypatch):
+    """The command itself (its run record and lock are in the folder before the run starts)."""
+    import sys
+
+    from conceptlens.cli.main import main
+
+    family = tmp_path / "toy"
+    family.mkdir()
+    for concept, examples in toy_family(60).concepts.items():
+        if concept != NULL:
+            (family / f"{concept}.json").write_text(json.dumps([{"input": e.input, "output": e.output}
+                                                                for e in examples]))
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["conceptlens", "llm", "finetune", "--model", str(tiny_folder), "--family",
+                                      str(family), "--layers", "after-peak", "--train-samples", "4", "--shots", "1",
+                                      "--prompts-per-concept", "11", "--evaluations", "0", "--batch-size", "4",
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    if info.value.code == 0:
+        assert summary["layers"] == parse_layer_range("after-peak", summary["n_layers"], summary["peak_layer"])
+        assert summary["format"]["separator"] == " -> "  # the byte tokenizer: the answer's space moved
+    else:  # a peak at the last layer leaves no block after it
+        assert info.value.code == 2 and not summary

@@ -1,6 +1,8 @@
 """Intervention mechanics: a self-patch changes nothing (bit-exact, also through generation), a
 different vector changes the output, edits land on the query-separator token, per-prompt vectors
-follow their prompts through the shared-prefix decoding, and concept means are the right means."""
+follow their prompts through the shared-prefix decoding, concept means are the right means, the modes
+write what they say, the random vector keeps the positive norm, and random and cross conditions edit
+the query token only."""
 
 from __future__ import annotations
 
@@ -13,9 +15,13 @@ from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
 from conceptlens.llm.generation import greedy_answers
 from conceptlens.llm.interventions.generation import answers_under_edits
+from conceptlens.llm.interventions.conditions import (answer_lookup, cross_shifts, cross_target, edit_vectors,
+                                                      layer_conditions, make_edit, query_input, random_vectors,
+                                                      target_answers)
 from conceptlens.llm.interventions.definitions import (AddVector, Intervention, ReplaceWith, concept_means, edits_at, heldout_prompts,
                                            query_activations, query_positions)
 from conceptlens.models.loader import LoadedModel
+from conceptlens.tasks.family import Example, TaskFamily
 from word_tasks import scaled_tiny_lm, word_family
 
 
@@ -211,3 +217,125 @@ class TestConceptMeans:
             torch.testing.assert_close(mean, acts[:, index].mean(1))
         with pytest.raises(ConceptLensError):
             concept_means(lm, family, layers=[9], shots=2, n_per_concept=2, seed=0)
+
+
+class Spy:
+    """Test-only edit: runs `inner` and keeps the activation before and after, and the positions."""
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+
+    def __call__(self, hidden, positions):
+        out = self.inner(hidden, positions)
+        self.seen.append((hidden.clone(), out.clone(), positions.clone()))
+        return out
+
+
+def fake_means(concepts, layers=2, d=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {c: torch.randn(layers, d, generator=generator) for c in concepts}
+
+
+class TestModesAndConditions:
+    def test_add_is_the_raw_mean_added_to_h(self):
+        means = fake_means(["a", "b", "Null"])
+        vectors = edit_vectors(means, 1, "add")
+        hidden, pos = torch.randn(2, 5, 8), torch.tensor([4, 3])
+        edited = make_edit("add", vectors["a"])(hidden, pos)
+        assert isinstance(make_edit("add", vectors["a"]), AddVector)
+        for row, p in enumerate(pos.tolist()):
+            torch.testing.assert_close(edited[row, p], hidden[row, p] + means["a"][1])  # h + h_task
+        assert isinstance(make_edit("replace", vectors["a"]), ReplaceWith)
+        assert torch.equal(edit_vectors(means, 0, "replace")["b"], means["b"][0])
+
+    def test_add_centered_is_the_old_add(self):
+        means = fake_means(["a", "b", "c", "Null"])
+
+        def old(means, layer_index):  # the edit `add` made before the paper's variant became the default
+            at_layer = {concept: mean[layer_index] for concept, mean in means.items()}
+            grand = torch.stack(list(at_layer.values())).mean(dim=0)
+            return {concept: vector - grand for concept, vector in at_layer.items()}
+
+        for layer_index in (0, 1):
+            new, before = edit_vectors(means, layer_index, "add_centered"), old(means, layer_index)
+            assert list(new) == list(before)
+            for concept in new:
+                torch.testing.assert_close(new[concept], before[concept])
+        assert not torch.allclose(edit_vectors(means, 0, "add")["a"], edit_vectors(means, 0, "add_centered")["a"])
+        with pytest.raises(ConceptLensError):
+            edit_vectors(means, 0, "swap")
+
+    @pytest.mark.parametrize("mode", ["add", "add_centered", "replace"])
+    def test_random_vector_has_the_positive_norm_and_is_seeded(self, mode):
+        means = fake_means(["a", "b", "Null"], d=64)
+        vectors = edit_vectors(means, 1, mode)
+        randoms = random_vectors(vectors, ["a", "b"], seed=3, layer=7)
+        for concept in ("a", "b"):
+            torch.testing.assert_close(randoms[concept].norm(), vectors[concept].norm())
+            cosine = torch.nn.functional.cosine_similarity(randoms[concept], vectors[concept], dim=0)
+            assert abs(float(cosine)) < 0.5  # a random direction, not the concept's
+        assert torch.equal(randoms["a"], random_vectors(vectors, ["a", "b"], seed=3, layer=7)["a"])
+        assert not torch.allclose(randoms["a"], random_vectors(vectors, ["a", "b"], seed=4, layer=7)["a"])
+        assert not torch.allclose(randoms["a"], randoms["b"] * randoms["a"].norm() / randoms["b"].norm())
+
+    def test_conditions_write_the_right_vector_to_each_prompt(self):
+        concepts = ["a", "b", "c"]
+        means = fake_means(concepts + ["Null"])
+        vectors = edit_vectors(means, 0, "add")
+        randoms = random_vectors(vectors, concepts, seed=0, layer=1)
+        labels = ["a", "a", "b", "c"]
+        conditions = layer_conditions(vectors, randoms, labels, concepts, "blocks.0.resid_post", 1, "add")
+        assert set(conditions) == {("positive", 1, 0), ("negative", 1, 0), ("random", 1, 0), ("cross", 1, 1),
+                                   ("cross", 1, 2)}
+        get = lambda key: conditions[key]["blocks.0.resid_post"].vector  # noqa: E731
+        for i, label in enumerate(labels):
+            assert torch.equal(get(("positive", 1, 0))[i], vectors[label])
+            assert torch.equal(get(("random", 1, 0))[i], randoms[label])
+            for shift in (1, 2):
+                target = cross_target(concepts, label, shift)
+                assert target != label and torch.equal(get(("cross", 1, shift))[i], vectors[target])
+        assert torch.equal(get(("negative", 1, 0)), vectors["Null"])
+        # over the shifts, every source meets every other target once
+        pairs = {(c, cross_target(concepts, c, s)) for c in concepts for s in cross_shifts(concepts)}
+        assert pairs == {(s, t) for s in concepts for t in concepts if s != t}
+
+    def test_target_answers_come_from_the_family_or_are_unknown(self):
+        family = word_family()
+        prompts, _ = heldout_prompts(family, shots=2, n_per_concept=2, seed=0)
+        for prompt, answer in zip(prompts, target_answers(family, prompts, "reverse")):
+            assert answer == query_input(prompt)[::-1]
+        partial = TaskFamily("words", {**family.concepts, "reverse": family.concepts["reverse"][:3]})
+        assert None in target_answers(partial, prompts, "reverse")
+        ambiguous = TaskFamily("w", {"x": [Example("a", "1"), Example("a", "2"), Example("b", "3")]})
+        assert answer_lookup(ambiguous, "x") == {"a": None, "b": "3"}
+
+
+class TestOnlyTheQueryToken:
+    @pytest.mark.parametrize("condition", ["random", "cross"])
+    def test_random_and_cross_edit_only_the_query_token(self, lm, condition):
+        family = word_family()
+        concepts = ["upper", "reverse", "first"]
+        prompts, labels = heldout_prompts(family, shots=2, n_per_concept=3, seed=11)
+        keep = [i for i, label in enumerate(labels) if label != "Null"]
+        prompts, labels = [prompts[i] for i in keep], [labels[i] for i in keep]
+        means = concept_means(lm, family, layers=[2], shots=2, n_per_concept=3, seed=12)
+        point = hidden_state_point(2, lm.n_layers)
+        vectors = edit_vectors(means, 0, "add")
+        conditions = layer_conditions(vectors, random_vectors(vectors, concepts, 0, 2), labels, concepts, point, 2, "add")
+        ids, mask, position_ids, pos = encode(lm, prompts)
+        assert len(set(mask.sum(1).tolist())) > 1  # padded rows: the query token sits at another index per row
+        for key, edit in conditions.items():
+            if key[0] != condition:
+                continue
+            spy = Spy(edit[point])
+            forward(lm, ids, mask, position_ids, pos, edits={point: spy})
+            (before, after, positions), = spy.seen
+            assert torch.equal(positions, pos)
+            changed = (after != before).any(dim=-1)  # [batch, seq]
+            expected = torch.zeros_like(changed)
+            expected[torch.arange(len(prompts)), pos] = True
+            assert torch.equal(changed, expected)  # the query token of every row, and nothing else
+            rows = torch.arange(len(prompts))
+            torch.testing.assert_close(after[rows, pos] - before[rows, pos], edit[point].vector)
+            assert edit[point].rows == len(prompts) and edit[point].calls == 1
+            assert all(ids[r, p] == ids[0, -1] for r, p in zip(rows.tolist(), pos.tolist()))  # the same '>' token

@@ -138,7 +138,7 @@ def test_other_settings_or_weights_recompute(study, lm, family, tiny_folder):
     ([64], PPC, "64 example"),  # too few examples for the shots
     ([1, 1], PPC, "distinct"),
     ([], PPC, "no shots"),
-    ([1], 5, "too few"),
+    ([1], 3, "too few"),  # TD's vote needs k + 1 = 4 prompts of every concept
 ])
 def test_bad_settings_write_nothing(lm, family, tmp_path, shots, ppc, match):
     with pytest.raises(ConceptLensError, match=match):
@@ -191,3 +191,51 @@ def test_checkpoint_series_over_two_local_folders(tiny_folder, tmp_path, family)
     assert {"revision", "order", "shots", "mean_td", "accuracy", "best_layer"} <= set(on_disk.columns)
     assert (out / "checkpoint_series.png").stat().st_size > 0
     assert revision_label("allenai/OLMo step:1000") == "allenai_OLMo_step_1000"
+
+
+def test_too_few_prompts_for_the_heldout_split_only_skip_it(lm, family, tmp_path):
+    """12 prompts per concept with k = 10: TD runs (k + 1 = 11), the held-out layer choice (22) is skipped."""
+    summary = run_study(lm, "bitwise", family, [1], 12, 0, tmp_path / "run", k=10)
+    assert summary["heldout_layer_choice"]["skipped"] and summary["best_layer_heldout"] is None
+    assert "held-out layer choice skipped" in summary["heldout_layer_choice"]["note"]
+    assert "22 prompts per concept" in summary["heldout_layer_choice"]["note"]
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk["heldout_layer_choice"] == summary["heldout_layer_choice"]
+    assert len(pd.read_csv(tmp_path / "run" / "decodability.csv")) == (lm.n_layers + 1) * len(family.concepts)
+    enough = run_study(lm, "bitwise", family, [1], PPC, 0, tmp_path / "enough", k=K)
+    assert not enough["heldout_layer_choice"]["skipped"] and enough["best_layer_heldout"] is not None
+
+
+def test_the_prompt_format_is_used_and_recorded(lm, family, tmp_path):
+    from conceptlens.prompts import PromptFormat
+
+    summary = run_study(lm, "bitwise", family, [1], PPC, 0, tmp_path / "run", k=K,
+                        fmt=PromptFormat(separator=" =>", answer_prefix="  "), fit_format=False)
+    assert (summary["format"]["separator"], summary["format"]["answer_prefix"]) == (" =>", "  ")
+    assert not summary["format"]["fitted_to_tokenizer"]["changed"]
+    default = run_study(lm, "bitwise", family, [1], PPC, 0, tmp_path / "default", k=K)
+    # the byte tokenizer writes every answer's leading space as a token of its own: it moves into the separator
+    assert (default["format"]["separator"], default["format"]["answer_prefix"]) == (" -> ", "")
+    assert default["format"]["fitted_to_tokenizer"]["changed"]
+    # other prompts, other activations: the stage file of one format is never reused for another
+    first = load_activations(stage_path(tmp_path / "run", 1))[0]
+    second = load_activations(stage_path(tmp_path / "default", 1))[0]
+    assert not np.allclose(first, second)
+
+
+def test_cli_run_with_few_prompts_and_a_format(tiny_folder, tmp_path, monkeypatch, capsys):
+    """`llm run` with 12 prompts per concept (k = 10) finishes, says why the held-out choice was skipped,
+    and uses the --separator / --answer-prefix it was given."""
+    from conceptlens.cli.main import main
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["conceptlens", "llm", "run", "--model", str(tiny_folder), "--family", "bitwise",
+                                      "--shots", "1", "--prompts-per-concept", "12", "--separator", " =>",
+                                      "--answer-prefix", "  ", "--no-fit-format", "--out", str(out)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["heldout_layer_choice"]["skipped"] and summary["format"]["separator"] == " =>"
+    assert summary["format"]["answer_prefix"] == "  " and summary["settings"]["fit_format"] is False
+    assert "held-out layer choice skipped" in " ".join(capsys.readouterr().err.split())  # the console is stderr

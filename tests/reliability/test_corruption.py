@@ -259,7 +259,8 @@ def test_full_disk_during_training_keeps_checkpoints_and_resumes(synthetic_refer
     import importlib
 
     train_module = importlib.import_module("conceptlens.synthetic.train")
-    real_save = train_module.save_tensors
+    checkpoints = importlib.import_module("conceptlens.synthetic.checkpoints")  # where checkpoints are saved
+    real_save = checkpoints.save_tensors
 
     def save(path, tensors, metadata=None, checksum=False):
         if "step_0000080" in str(path):
@@ -278,14 +279,14 @@ def test_full_disk_during_training_keeps_checkpoints_and_resumes(synthetic_refer
 
     run = tmp_path / "run"
     threads = torch.get_num_threads()
-    monkeypatch.setattr(train_module, "save_tensors", save)
+    monkeypatch.setattr(checkpoints, "save_tensors", save)
     try:
         with pytest.raises(OSError):
             train_module.train(_syn_config(), run)
         assert not (run / "checkpoints" / "step_0000080.safetensors").exists()
-        assert train_module._resume_point(run) == 40
+        assert checkpoints.resume_point(run) == 40
         assert fault_inject.corrupt_files(run) == [] and fault_inject.leftovers(run) == []
-        monkeypatch.setattr(train_module, "save_tensors", real_save)
+        monkeypatch.setattr(checkpoints, "save_tensors", real_save)
         train_module.train(_syn_config(), run, resume=True)
     finally:
         torch.set_num_threads(threads)

@@ -57,3 +57,21 @@ def test_rerun_skips_finished_stages_and_report_covers_them(study_run, tiny_fold
     html = write_report(out).read_text()
     for section in ("interventions", "finetun", "synthetic"):
         assert section in html.lower()
+
+
+def test_presets_finetune_the_peak_groups_and_carry_the_prompt_format(tmp_path):
+    from conceptlens.errors import ConceptLensError
+    from conceptlens.study.reproduce import QUICK_TRAIN_SAMPLES, intervention_spec, preset
+
+    quick, full = preset("quick"), preset("full")
+    assert quick.finetune.layers == full.finetune.layers == ["before-peak", "after-peak"]
+    assert quick.finetune.train_samples == QUICK_TRAIN_SAMPLES and full.finetune.train_samples == 10000
+    names = [stage.name for stage in build_stages(quick, tmp_path)]
+    assert {"finetune_pos_before_peak", "finetune_pos_after_peak", "finetune_bitwise_before_peak"} <= set(names)
+    spaced = preset("quick", prompt={"separator": " => ", "answer_prefix": "", "fit_format": False})
+    assert spaced.study.spec("pos", 0, fmt=spaced.prompt.model_dump()).separator == " => "
+    tuned = spaced.finetune.spec("pos", "before-peak", 0, fmt=spaced.prompt.model_dump())
+    assert (tuned.separator, tuned.answer_prefix, tuned.fit_format) == (" => ", "", False)
+    assert intervention_spec(spaced, "pos").separator == " => "
+    with pytest.raises(ConceptLensError, match="visible character"):
+        preset("quick", prompt={"separator": "  "})

@@ -1,4 +1,4 @@
-"""Typed experiment specs: strict (unknown keys refused), the rules in one place (2(k+1) prompts
+"""Typed experiment specs: strict (unknown keys refused), the rules in one place (k + 1 prompts
 per concept, distinct shots, a visible separator), errors naming parameters, the CLI naming flags."""
 
 from __future__ import annotations
@@ -16,11 +16,22 @@ def test_unknown_keys_are_refused_naming_the_key():
 
 
 @pytest.mark.parametrize("spec", [EncodingStudySpec, FinetuneSpec])
-def test_the_heldout_rule_lives_in_the_spec(spec):
-    assert spec(family="pos", prompts_per_concept=22, k=10).prompts_per_concept == 22
-    with pytest.raises(ConceptLensError, match="so 22 at least") as info:
-        spec(family="pos", prompts_per_concept=21, k=10)
-    assert as_flags(info.value.fix) == "use --prompts-per-concept 100."
+def test_only_what_td_cannot_compute_is_refused(spec):
+    """TD needs k + 1 prompts per concept; fewer than 2(k + 1) only skip the held-out layer choice."""
+    assert spec(family="pos", prompts_per_concept=12, k=10).prompts_per_concept == 12
+    assert spec(family="pos", prompts_per_concept=11, k=10).prompts_per_concept == 11
+    with pytest.raises(ConceptLensError, match="needs k \\+ 1 = 11 prompts") as info:
+        spec(family="pos", prompts_per_concept=10, k=10)
+    assert as_flags(info.value.fix).startswith("use --prompts-per-concept 100 (or at least 11)")
+
+
+@pytest.mark.parametrize("spec", [EncodingStudySpec, FinetuneSpec])
+def test_the_prompt_format_is_part_of_the_spec(spec):
+    made = spec(family="bitwise", separator=" -> ", answer_prefix="", fit_format=False)
+    assert (made.separator, made.answer_prefix, made.fit_format) == (" -> ", "", False)
+    assert (spec(family="bitwise").separator, spec(family="bitwise").answer_prefix) == (" ->", " ")
+    with pytest.raises(ConceptLensError, match="`separator` must contain a visible character"):
+        build(spec, family="bitwise", separator=" ")
 
 
 @pytest.mark.parametrize("values, fragment", [({"shots": []}, "no shots"), ({"shots": [1, 1]}, "distinct"),

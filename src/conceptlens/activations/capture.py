@@ -32,7 +32,7 @@ def hidden_state_point(layer: int, n_layers: int) -> str:
     """HF hidden-state index (0..n_layers) -> canonical point name."""
     if not 0 <= layer <= n_layers:
         raise ConceptLensError(f"layer {layer} does not exist: hidden-state layers are 0..{n_layers}.",
-                               f"choose layers between 0 and {n_layers} (or 'all').")
+                               f"choose layers between 0 and {n_layers}.")
     if layer == n_layers:
         return "final_norm"
     if layer == 0:
@@ -42,6 +42,8 @@ def hidden_state_point(layer: int, n_layers: int) -> str:
 
 def component_points(layout: ModelLayout, component: str, layers: Sequence[int] | None) -> tuple[list[int], list[str]]:
     """Resolve requested layers of a component to (layer indices, canonical point names)."""
+    if layers is not None and len(layers) == 0:
+        raise ConceptLensError("no layer was chosen (an empty list of layers).", "choose layers, e.g. layers=[1, 4].")
     if component == "resid_post":
         layers = list(range(layout.n_layers + 1)) if layers is None else list(layers)
         return layers, [hidden_state_point(layer, layout.n_layers) for layer in layers]
@@ -231,12 +233,25 @@ def load_activations(path: str | Path) -> tuple[torch.Tensor, list[int] | None]:
         except ValueError as exc:
             raise ConceptLensError(f"{path} is not a numeric .npy array ({exc}).",
                                    "save a plain float array with numpy.save.") from exc
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise ConceptLensError(f"{path} holds {array.dtype} data, not numbers.", "save a float array.")
-        return torch.from_numpy(array.astype(np.float32)), None
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+            raise ConceptLensError(f"{path} holds {array.dtype} data, not numbers (real numbers are needed).",
+                                   "save a float array.")
+        return torch.from_numpy(array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)), None
     tensors = load_tensors(path, verify=Path(str(path) + ".sha256").exists())
     if "activations" not in tensors:
         raise ConceptLensError(f"{path} has no tensor named 'activations' (it has {sorted(tensors)}).",
                                "write it with `conceptlens capture`, or save your array under the key 'activations'.")
-    layers = tensors.get("layers")
-    return tensors["activations"].float(), (layers.tolist() if layers is not None else None)
+    return tensors["activations"], _layer_ids(path, tensors["activations"], tensors.get("layers"))
+
+
+def _layer_ids(path: Path, acts: torch.Tensor, layers: torch.Tensor | None) -> list[int] | None:
+    """The file's `layers` entry, checked: 1-D integers, one per layer of `activations`."""
+    if layers is None:
+        return None
+    expected = acts.shape[0] if acts.dim() == 3 else 1
+    if layers.dim() != 1 or layers.dtype.is_floating_point or layers.dtype.is_complex or len(layers) != expected:
+        raise ConceptLensError(f"{path}: its 'layers' entry ({str(layers.dtype).replace('torch.', '')}, shape "
+                               f"{list(layers.shape)}) must be {expected} integer(s), one per layer of 'activations' "
+                               f"(shape {list(acts.shape)}).",
+                               "save 'layers' as a 1-D integer tensor with one index per layer, or leave it out.")
+    return layers.tolist()

@@ -12,9 +12,12 @@ def parse_int_list(text: str | None) -> list[int] | None:
     if text is None or text.strip().lower() == "all":
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise ConceptLensError(f"'{text}' is not a comma-separated list of integers.", "write e.g. 1,4,10.") from exc
+    if not values:
+        raise ConceptLensError(f"'{text}' names no integer (an empty list).", "write e.g. 1,4,10.")
+    return values
 
 
 # ---- how a model is loaded: the same options, with the same meaning, on every command ----------

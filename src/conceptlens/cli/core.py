@@ -79,6 +79,10 @@ def capture(
         raise ConceptLensError(f"position '{position}' is not 'last' or an integer.", "use --position last.") from exc
     if out.suffix != ".safetensors":
         raise ConceptLensError(f"--out {out} must end in .safetensors.", "e.g. --out acts.safetensors.")
+    from conceptlens.out_paths import check_output_file, check_output_folder
+
+    check_output_file(out, inputs=(prompts,))
+    check_output_folder(Path(str(out) + ".parts"))  # where the shards go while it runs
     layer_list = parse_int_list(layers)
     lm = open_model(model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code))
     from conceptlens.activations.capture import component_points
@@ -93,6 +97,34 @@ def capture(
     console.print(f"wrote {path}: {len(layer_ids)} layers x {len(texts)} prompts ({component}, position {position})")
 
 
+def _passes(array, layer_ids, label_list: list, k: int, n_boot: int, seed: int, pairwise_layer: int | None):
+    """TD, bootstrap intervals, held-out layer choice, shuffled control and pairwise TD, with one bar."""
+    from conceptlens.decodability import (bootstrap_ci, heldout_layer_choice, pairwise_decodability,
+                                          shuffled_control, task_decodability)
+
+    with progress_bar(transient=True) as bar:  # five passes over the activations; large inputs take minutes
+        task = bar.add_task("decodability", total=5, info="TD per layer")
+        result = task_decodability(array, label_list, k=k, layers=layer_ids)
+        bar.update(task, advance=1, info="bootstrap intervals")
+        ci = bootstrap_ci(result, n_boot=n_boot, seed=seed)
+        bar.update(task, advance=1, info="held-out layer choice")
+        # the held-out choice needs k + 1 points of every concept in each half; otherwise it is left out
+        halves_fit = min(np.unique(np.asarray(label_list), return_counts=True)[1]) >= 2 * (k + 1)
+        heldout = heldout_layer_choice(array, label_list, k=k, seed=seed, layers=result.layers) if array.ndim == 3 and halves_fit else None
+        bar.update(task, advance=1, info="shuffled-label control")
+        control = shuffled_control(array, label_list, k=k, seed=seed, layers=result.layers)
+        bar.update(task, advance=1, info="pairwise TD")
+        best_index = result.layers.index(result.best_layer)
+        pair_index = best_index if pairwise_layer is None else result.layers.index(pairwise_layer) if pairwise_layer in result.layers else None
+        if pair_index is None:
+            raise ConceptLensError(f"--pairwise-layer {pairwise_layer} is not among the layers {result.layers}.",
+                                   "choose one of those layers.")
+        points = array if array.ndim == 2 else array[pair_index]
+        pairwise = pairwise_decodability(points, label_list, k=k)
+        bar.update(task, advance=1, info="")
+    return result, ci, heldout, control, pair_index, pairwise
+
+
 def decodability(
     acts: Path = typer.Argument(..., help=".safetensors (from capture) or .npy, [layers, N, d] or [N, d]"),
     labels: Path = typer.Argument(..., help="text file with one label per line, or .npy"),
@@ -104,29 +136,20 @@ def decodability(
 ) -> None:
     """Leave-one-out kNN concept decodability (TD) per layer and concept, with intervals."""
     from conceptlens.activations.capture import load_activations
-    from conceptlens.decodability import (bootstrap_ci, heldout_layer_choice, pairwise_decodability,
-                                          shuffled_control, task_decodability)
+    from conceptlens.out_paths import check_output_file
     from conceptlens.storage import write_json
 
+    if out is not None:
+        check_output_file(out, inputs=(acts, labels))  # before any work: never the input itself, never a folder
     if k < 1:
         raise ConceptLensError(f"--k must be a positive integer, got {k}.", "use e.g. --k 10.")
     if n_boot < 1:
         raise ConceptLensError(f"--n-boot must be a positive integer, got {n_boot}.", "use e.g. --n-boot 1000.")
     array, layer_ids = load_activations(acts)
     label_list = read_labels(labels)
-    result = task_decodability(array, label_list, k=k, layers=layer_ids)
-    ci = bootstrap_ci(result, n_boot=n_boot, seed=seed)
-    # the held-out choice needs k + 1 points of every concept in each half; otherwise it is left out
-    halves_fit = min(np.unique(np.asarray(label_list), return_counts=True)[1]) >= 2 * (k + 1)
-    heldout = heldout_layer_choice(array, label_list, k=k, seed=seed, layers=result.layers) if array.ndim == 3 and halves_fit else None
-    control = shuffled_control(array, label_list, k=k, seed=seed, layers=result.layers)
+    result, ci, heldout, control, pair_index, pairwise = _passes(array, layer_ids, label_list, k, n_boot, seed,
+                                                                 pairwise_layer)
     best_index = result.layers.index(result.best_layer)
-    pair_index = best_index if pairwise_layer is None else result.layers.index(pairwise_layer) if pairwise_layer in result.layers else None
-    if pair_index is None:
-        raise ConceptLensError(f"--pairwise-layer {pairwise_layer} is not among the layers {result.layers}.",
-                               "choose one of those layers.")
-    points = array if array.ndim == 2 else array[pair_index]
-    pairwise = pairwise_decodability(points, label_list, k=k)
     table = Table(title=f"TD (k={k}, chance {result.chance:.3f})")
     table.add_column("layer"), table.add_column("mean TD"), table.add_column("95% CI"), table.add_column("shuffled")
     for li, layer in enumerate(result.layers):

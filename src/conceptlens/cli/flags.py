@@ -16,9 +16,10 @@ FLAGS: dict[str, str] = {name: "--" + name.replace("_", "-") for name in (
     "layer", "layers", "component", "position", "replicates", "mode", "from_run", "separator", "answer_prefix",
     "method", "rank", "alpha", "dropout", "train_samples", "epochs", "lr", "resume", "before_run",
     "checkpoint_every", "evaluations", "out", "n_boot", "pairwise_layer", "only", "config", "address",
-    "num_cpus", "ship_code", "threads",
+    "num_cpus", "ship_code", "threads", "fit_format", "means_per_concept", "cross_at", "max_sweep_layers", "models",
+    "families", "interventions", "intervention_prompts", "prompts_per_query", "seeds",
 )}
-FLAGS.update({"layer_list": "--layers", "out_dir": "--out"})
+FLAGS.update({"layer_list": "--layers", "out_dir": "--out", "families": "--family"})
 
 _ASSIGNED = re.compile(r"\b([a-z][a-z0-9_]*)=(?!=)")
 _QUOTED = re.compile(r"`([a-z][a-z0-9_]*)`")

@@ -17,7 +17,9 @@ app = typer.Typer(no_args_is_help=True)
 def finetune_command(
     model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder of concept files"),
-    layers: str = typer.Option(..., help="blocks to train: first:N, last:N, A-B (inclusive, 0-based) or one index"),
+    layers: str = typer.Option(..., help="blocks to train: before-peak | after-peak (the paper's 10/32 of the blocks "
+                                         "right before / from the pretrained TD peak), first:N, last:N, first:33%, "
+                                         "last:33%, A-B (inclusive, 0-based) or one index"),
     out: Path = typer.Option(..., help="run folder (config, adapter, before/, after/, figures)"),
     method: str = typer.Option("lora", help="lora | full (full: all weights of the chosen blocks)"),
     rank: int = typer.Option(16, min=1, help="LoRA rank"),
@@ -34,6 +36,9 @@ def finetune_command(
     before_run: Optional[Path] = typer.Option(None, help="reuse the pretrained study of this `llm run` folder"),
     checkpoint_every: int = typer.Option(25, min=1, help="optimizer steps between checkpoints"),
     evaluations: int = typer.Option(4, min=0, help="held-out accuracy checks during training (0: none)"),
+    separator: str = typer.Option(" ->", help="text between input and answer; TD is read at its last token"),
+    answer_prefix: str = typer.Option(" ", help="text before each answer"),
+    fit_format: bool = typer.Option(True, help="move a whitespace-only first answer token into the separator"),
     revision: Optional[str] = REVISION,
     dtype: str = DTYPE,
     device: Optional[str] = DEVICE,
@@ -42,7 +47,7 @@ def finetune_command(
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Finetune only some layers (LoRA or full), then TD and accuracy before vs after."""
-    from conceptlens.cli.common import model_spec, open_model, progress_bar
+    from conceptlens.cli.common import console, model_spec, open_model, progress_bar
     from conceptlens.experiments import finetune
     from conceptlens.runs import RunFolder
     from conceptlens.specs import FinetuneSpec, build
@@ -50,7 +55,7 @@ def finetune_command(
     spec = build(FinetuneSpec, family=family, layers=layers, method=method, rank=rank, alpha=alpha, dropout=dropout,
                  train_samples=train_samples, epochs=epochs, lr=lr, shots=shots,
                  prompts_per_concept=prompts_per_concept, seed=seed, checkpoint_every=checkpoint_every,
-                 evaluations=evaluations)
+                 evaluations=evaluations, separator=separator, answer_prefix=answer_prefix, fit_format=fit_format)
     model_options = model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code)
     run_folder = RunFolder(out, "finetune", {"model": model_options.model_dump(), "finetune": spec.model_dump()})
     run_folder.check()
@@ -58,6 +63,7 @@ def finetune_command(
     with run_folder, progress_bar() as bar:
         summary = finetune(lm, spec, out, batch_size=batch_size, resume=resume, before_run=before_run, progress=bar)
     b, a = summary["before"], summary["after"]
+    console.print(summary["blocks"])
     console.print(f"TD at layer {summary['layer']}: {b['td_mean']:.2f} -> {a['td_mean']:.2f}; "
                   f"accuracy {b['acc_mean']:.1f}% -> {a['acc_mean']:.1f}% ({shots}-shot, Null excluded)")
     console.print(f"wrote {out}/summary.json, td_before_after.png, before/, after/")
@@ -87,14 +93,21 @@ app.command("compare")(compare_command)
 def intervene(
     model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder of concept files (with a Null concept)"),
-    layer: str = typer.Option("best", help="HF hidden-state layer L, a sweep L1,L2,..., or 'best'"),
+    layer: str = typer.Option("sweep", help="HF hidden-state layer L, a list L1,L2,..., 'sweep' (up to 6 layers over the "
+                                           "TD rise: from where TD exceeds the surface control to its peak) or 'best' (the peak)"),
     shots: int = typer.Option(4, help="demonstrations per prompt"),
     prompts_per_concept: int = typer.Option(25, help="evaluated prompts per concept and replicate (also the held-out prompts per concept for the means)"),
     replicates: int = typer.Option(5, help="replicates, each with fresh demonstrations"),
-    mode: str = typer.Option("replace", help="replace | add (add: concept mean minus the mean of all concept means)"),
+    mode: str = typer.Option("add", help="add (the paper: add the held-out concept mean) | add_centered (add the mean "
+                                         "minus the mean of all concept means) | replace (write the mean)"),
     from_run: Optional[Path] = typer.Option(None, help="`llm run` folder whose summary.json gives the best layer"),
+    means_per_concept: Optional[int] = typer.Option(None, help="held-out prompts per concept for the means and the TD "
+                                                                "of the layer sweep (default: --prompts-per-concept)"),
+    cross_at: str = typer.Option("peak", help="peak | all: the cross-concept matrix at the TD peak only, or every layer"),
+    max_sweep_layers: int = typer.Option(6, min=1, help="--layer sweep: at most this many layers over the TD rise"),
+    fit_format: bool = typer.Option(True, help="move a whitespace-only first answer token into the separator"),
     seed: int = typer.Option(0),
-    out: Path = typer.Option(..., help="run folder for interventions.csv, _summary.csv, .png, .json"),
+    out: Path = typer.Option(..., help="run folder for interventions.csv, _summary.csv, _cross.csv, .png, .json"),
     separator: str = typer.Option(" ->", help="text between input and answer; the edit hits its last token"),
     answer_prefix: str = typer.Option(" ", help="text before each demonstration's answer (use '' with --separator ' -> ' "
                                                "to end the query on the answer's leading space)"),
@@ -106,7 +119,7 @@ def intervene(
     load_in: Optional[str] = LOAD_IN,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
-    """Replace (or add) the query-token activation by a concept mean: positive vs Null accuracy change."""
+    """Add a concept mean at the query token: positive, Null, random and cross-concept accuracy change."""
     from conceptlens.cli.common import console, model_spec, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
     from conceptlens.experiments import intervention_families, interventions
@@ -114,12 +127,15 @@ def intervene(
     from conceptlens.runs import RunFolder
     from conceptlens.specs import InterventionSpec, build
 
-    layers = "best" if layer.strip().lower() == "best" else parse_int_list(layer)
+    choice = layer.strip().lower()
+    layers = choice if choice in ("best", "sweep") else parse_int_list(layer)
     if layers is None:
         raise ConceptLensError("--layer all is not supported (one generation pass per layer).",
-                               "give one layer, a list such as 10,14,18, or best.")
+                               "give one layer, a list such as 10,14,18, sweep or best.")
     spec = build(InterventionSpec, family=family, layers=layers, shots=shots, prompts_per_concept=prompts_per_concept,
-                 replicates=replicates, mode=mode, seed=seed, separator=separator, answer_prefix=answer_prefix)
+                 replicates=replicates, mode=mode, seed=seed, separator=separator, answer_prefix=answer_prefix,
+                 means_per_concept=means_per_concept, cross_at=cross_at, max_sweep_layers=max_sweep_layers,
+                 fit_format=fit_format)
     intervention_families(spec)  # a bad family fails before the model loads
     model_options = model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code)
     run_folder = RunFolder(out, "intervention", {"model": model_options.model_dump(), "intervention": spec.model_dump(),
@@ -132,7 +148,8 @@ def intervene(
     for (layer_id, condition), part in summary.groupby(["layer", "condition"], sort=False):
         effects = ", ".join(f"{r.concept} {100 * r.mean_change:+.1f}" for r in part.itertuples())
         console.print(f"layer {layer_id} {condition}: {effects} (accuracy points, mean of {replicates} replicates)")
-    console.print(f"wrote {out}/interventions.csv, interventions_summary.csv, interventions.png, interventions.json")
+    console.print(f"wrote {out}/interventions.csv, interventions_summary.csv, interventions_cross.csv, "
+                  "interventions.png, interventions_cross.png, interventions.json")
 
 
 app.command("intervene")(intervene)
@@ -154,6 +171,9 @@ def run(
     split: str = typer.Option("test", help="family split the prompts come from: test | train | all"),
     null: bool = typer.Option(True, help="add the Null concept"),
     k: int = typer.Option(10, min=1, help="neighbours in the kNN vote of TD"),
+    separator: str = typer.Option(" ->", help="text between input and answer; TD is read at its last token"),
+    answer_prefix: str = typer.Option(" ", help="text before each answer"),
+    fit_format: bool = typer.Option(True, help="move a whitespace-only first answer token into the separator"),
     batch_size: int = typer.Option(16, min=1),
     dtype: str = DTYPE,
     device: Optional[str] = DEVICE,
@@ -164,7 +184,7 @@ def run(
     """TD per layer x shots x concept, ICL accuracy, accuracy vs TD, pairwise TD and UMAP (resumable)."""
     from conceptlens.cli.common import console, model_spec, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
-    from conceptlens.experiments import check_study, encoding_study, study_settings
+    from conceptlens.experiments import check_study, encoding_study, prompt_format, study_settings
     from conceptlens.llm.encoding.series import run_checkpoint_series
     from conceptlens.runs import RunFolder
     from conceptlens.specs import EncodingStudySpec, build
@@ -173,7 +193,8 @@ def run(
     if not shot_list:
         raise ConceptLensError(f"--shots '{shots}' names no shots value.", "pass e.g. --shots 1,4,10.")
     spec = build(EncodingStudySpec, family=family, shots=shot_list, prompts_per_concept=prompts_per_concept, seed=seed,
-                 split=split, null=null, state_concept=state_concept, k=k)
+                 split=split, null=null, state_concept=state_concept, k=k, separator=separator,
+                 answer_prefix=answer_prefix, fit_format=fit_format)
     task_family = check_study(spec)
     model_options = model_spec(model, None, dtype, device, device_map, load_in, trust_remote_code)
     names = [r.strip() for r in revisions.split(",") if r.strip()] if revisions else None
@@ -190,7 +211,8 @@ def run(
         with run_folder, progress_bar() as bar:
             table = run_checkpoint_series(load, names, task_family.name, task_family, spec.shots,
                                           spec.prompts_per_concept, spec.seed, out, state_concept=spec.state_concept,
-                                          k=spec.k, progress=bar, batch_size=batch_size, settings=study_settings(spec))
+                                          k=spec.k, progress=bar, batch_size=batch_size, settings=study_settings(spec),
+                                          fmt=prompt_format(spec), fit_format=spec.fit_format)
         largest = table[table.shots == max(shot_list)]
         for row in largest.itertuples():
             console.print(f"{row.revision}: mean TD {row.mean_td:.2f} (layer {row.best_layer}), accuracy {row.accuracy:.2f}")
@@ -202,11 +224,23 @@ def run(
     for s, stats in summary["per_shots"].items():
         console.print(f"{s} shots: mean TD {stats['td_best_layer']:.2f} at layer {summary['best_layer']} "
                       f"(peak {stats['td_peak']:.2f} at {stats['td_peak_layer']}), accuracy {stats['accuracy_mean']:.2f}")
-    r2 = summary["r2"]
-    console.print(f"best layer {summary['best_layer']} of {summary['n_layers']} (held out: {summary['best_layer_heldout']}, "
-                  f"TD {summary['td_heldout']:.2f}); R² accuracy vs TD "
-                  + ("n/a" if r2 is None else f"{r2:.2f}"))
+    r2, heldout = summary["r2"], summary["heldout_layer_choice"]
+    console.print(f"best layer {summary['best_layer']} of {summary['n_layers']} ("
+                  + (heldout["note"] if heldout["skipped"] else
+                     f"held out: {summary['best_layer_heldout']}, TD {summary['td_heldout']:.2f}")
+                  + "); R² accuracy vs TD " + ("n/a" if r2 is None else f"{r2:.2f}"))
+    fitted = summary["format"]["fitted_to_tokenizer"]
+    if fitted.get("changed"):
+        console.print(f"prompt format: separator {summary['format']['separator']!r}, answer prefix "
+                      f"{summary['format']['answer_prefix']!r} ({fitted['reason']})")
     console.print(f"wrote {out}/summary.json, decodability.csv, accuracy.csv, pairwise.csv and figures")
 
 
 app.command("run")(run)
+
+
+# transfer and ladder live in their own module (measurements beyond the paper)
+from conceptlens.cli.llm_beyond import ladder_command, transfer_command  # noqa: E402
+
+app.command("transfer")(transfer_command)
+app.command("ladder")(ladder_command)

@@ -13,12 +13,16 @@ from conceptlens.cli.common import DEVICE_MAP, LOAD_IN, console
 def reproduce(
     out: Path = typer.Option(..., help="run folder (rerun the same command to resume)"),
     quick: bool = typer.Option(False, "--quick", help="2 CPU cores, ~15 minutes, embedded SmolLM2 (default)"),
-    full: bool = typer.Option(False, "--full", help="paper scale: 12-layer synthetic GPT, 100 prompts per concept (GPU)"),
+    full: bool = typer.Option(False, "--full", help="paper scale: 12-layer synthetic GPT, 100 prompts per concept, "
+                                                    "10K finetuning samples per run (GPU)"),
     model: Optional[str] = typer.Option(None, help="model for the LM stages (default smollm2-135m)"),
     dtype: Optional[str] = typer.Option(None, help="float32 | bfloat16 | float16"),
     device_map: Optional[str] = DEVICE_MAP,
     load_in: Optional[str] = LOAD_IN,
     seed: Optional[int] = typer.Option(None),
+    separator: str = typer.Option(" ->", help="prompt text between input and answer; TD is read at its last token"),
+    answer_prefix: str = typer.Option(" ", help="prompt text before each answer"),
+    fit_format: bool = typer.Option(True, help="move a whitespace-only first answer token into the separator"),
     only: Optional[str] = typer.Option(None, help="comma-separated stage names to run"),
     report: bool = typer.Option(True, help="write RUN/report.html at the end"),
 ) -> None:
@@ -29,7 +33,7 @@ def reproduce(
     if quick and full:
         raise ConceptLensError("--quick and --full exclude each other.", "pass one of them.")
     settings = preset("full" if full else "quick", model=model, dtype=dtype, device_map=device_map, load_in=load_in,
-                      seed=seed)
+                      seed=seed, prompt={"separator": separator, "answer_prefix": answer_prefix, "fit_format": fit_format})
     status = run(settings, out, only=set(only.split(",")) if only else None)
     if report:
         from conceptlens.report import write_report

@@ -15,6 +15,12 @@ def report(run: Path = typer.Argument(..., help="a run folder of any conceptlens
     """Write RUN/report.html: one self-contained page with every figure, table and the paper's values."""
     from conceptlens.report import write_report
 
+    if out is not None:  # before the report is built: not a folder, not under a file, not a file of the run
+        from conceptlens.out_paths import check_output_file
+
+        read = out.exists() and out.suffix.lower() not in (".html", ".htm") and run.exists() \
+            and out.resolve().is_relative_to(run.resolve())
+        check_output_file(out, inputs=(out,) if read else ())
     path = write_report(run, out)
     size = path.stat().st_size
     console.print(f"wrote {path} ({size / 2**20:.1f} MiB)" if size > 2**20 else f"wrote {path} ({size / 1024:.0f} KiB)")

@@ -30,13 +30,24 @@ def as_layers(acts) -> np.ndarray:
     """
     if hasattr(acts, "detach"):
         acts = acts.detach().cpu()
+        if acts.dtype.is_complex or acts.dtype == torch.bool:
+            raise ConceptLensError(f"activations are {str(acts.dtype).replace('torch.', '')}; real numbers are needed "
+                                   "(a cast would drop the imaginary part).", "save real float activations.")
         acts = (acts if acts.dtype in (torch.float32, torch.float64) else acts.float()).numpy()
     array = np.asarray(acts)
+    if np.iscomplexobj(array) or array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise ConceptLensError(f"activations are {array.dtype}; real numbers are needed (a cast would drop the "
+                               "imaginary part, or invent numbers).", "save real float activations.")
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
         raise ConceptLensError(f"activations have shape {tuple(array.shape)}; [layers, N, d] or [N, d] is needed.",
                                "save activations as a 2-D or 3-D array.")
+    if 0 in array.shape:
+        empty = ("layers", "rows", "features")[array.shape.index(0)]
+        raise ConceptLensError(f"activations have shape {tuple(array.shape)}: no {empty} (TD of empty vectors would "
+                               "be a coin flip).",
+                               "save activations with at least one layer, one row per prompt and one feature.")
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)
     bad = [li for li in range(array.shape[0]) if not _finite(array[li])]
@@ -67,8 +78,13 @@ def encode_labels(labels: Sequence, n_points: int, k: int) -> tuple[np.ndarray, 
     counts = np.bincount(codes, minlength=len(names))
     small = [names[i] for i in np.flatnonzero(counts < k + 1)]
     if small:
+        single = [names[i] for i in np.flatnonzero(counts < 2)]
+        if single:  # no k helps: a lone point has no neighbour of its own concept (a stray label, a typo?)
+            raise ConceptLensError(f"concept(s) {single} have a single point; every concept needs at least "
+                                   f"k + 1 = {k + 1} (and 2 for any k).",
+                                   "check those labels (a typo or a stray line?), or add prompts to those concepts.")
         raise ConceptLensError(f"concept(s) {small} have fewer than k + 1 = {k + 1} points.",
-                               f"add prompts to those concepts or lower k (--k {max(1, int(counts.min()) - 1)}).")
+                               f"add prompts to those concepts or lower k (k={int(counts.min()) - 1}).")
     return codes, names
 
 

@@ -1,22 +1,26 @@
-"""The paper's finetuning table: pretrained vs first-N vs last-N layers vs the concept stated in the prompt.
+"""The paper's finetuning table: pretrained vs first-N / last-N (or before-peak / after-peak) layers vs the
+concept stated in the prompt.
 
 Per family and variant: mean ± std across concepts (Null excluded) of TD at one layer and of
 k-shot accuracy, read from `llm run` folders (pretrained, or `--state-concept` = the prompting
 variant) and `llm finetune` folders (their `before/` is pretrained, `after/` the finetuned model).
 DECISION: TD is read at the pretrained model's best layer (max mean TD) for every row of a family,
 as the paper's identical pretrained / last-10 TD implies; each row's own peak is also given.
-Standard deviations are across concepts with ddof = 1.
+Standard deviations are across concepts with ddof = 1. The before-peak / after-peak groups
+(`finetune/layers.py`) stand beside the paper's first-10 / last-10 rows, which they replace on any
+depth; the `paper_row` column says which paper row a row is compared with.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from conceptlens.errors import ConceptLensError
+from conceptlens.out_paths import check_output_folder
+from conceptlens.reading import read_json, read_table_columns
 from conceptlens.storage import atomic_path, write_table, write_text
 from conceptlens.tasks.family import NULL
 
@@ -28,7 +32,11 @@ PAPER = {
     ("bitwise", "last"): (0.43, 0.13, 66.3, 9.0), ("bitwise", "stated"): (0.90, 0.10, 57.2, 30.1),
 }
 TRAINING_KEYS = ("method", "train_samples", "epochs", "lr", "batch_size", "rank", "alpha", "dropout")
-ORDER = {"pretrained": 0, "first": 1, "last": 2, "range": 3, "stated": 4}
+ORDER = {"pretrained": 0, "before-peak": 1, "first": 2, "after-peak": 3, "last": 4, "range": 5, "stated": 6}
+# which of the paper's rows each variant stands beside
+PAPER_ROW = {"pretrained": ("pretrained", "pretrained"), "first": ("first", "LoRA first 10 layers"),
+             "before-peak": ("first", "LoRA first 10 layers"), "last": ("last", "LoRA last 10 layers"),
+             "after-peak": ("last", "LoRA last 10 layers"), "stated": ("stated", "concept stated in prompt")}
 
 
 @dataclass(frozen=True)
@@ -37,22 +45,23 @@ class StudyRef:
 
     folder: Path
     family: str
-    variant: str  # pretrained | first | last | range | stated
+    variant: str  # pretrained | before-peak | first | after-peak | last | range | stated
     label: str  # row name, e.g. "LoRA first 10 layers"
     model: str
     source: Path  # the run folder given on the command line
 
 
 def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConceptLensError(f"cannot read {path} ({type(exc).__name__}).", "pass finished run folders.") from exc
+    return read_json(path, "run record", fix="pass finished run folders.")
 
 
 def _finetune_variant(config: dict) -> tuple[str, str]:
     spec, method = str(config.get("layers_spec", "")), "LoRA" if config.get("method", "lora") == "lora" else "full FT"
     layers, n_layers = config.get("layers", []), config.get("n_layers")
+    if spec.strip().lower() in ("before-peak", "after-peak") and layers:
+        peak = config.get("peak_layer")
+        return spec.strip().lower(), (f"{method} {spec.strip().lower()}: blocks {layers[0]}-{layers[-1]} "
+                                      f"({len(layers)} of {n_layers}, TD peak layer {peak})")
     if spec.startswith("first:") or (layers and layers[0] == 0 and n_layers and layers[-1] < n_layers - 1):
         return "first", f"{method} first {len(layers)} layers"
     if spec.startswith("last:") or (layers and n_layers and layers[-1] == n_layers - 1):
@@ -76,7 +85,8 @@ def identify(run: str | Path) -> list[StudyRef]:
         raise ConceptLensError(f"{run} is neither an `llm run` nor an `llm finetune` folder (no summary.json).",
                                "pass folders written by `conceptlens llm run` or `conceptlens llm finetune`.")
     summary = _json(run / "summary.json")
-    stated = bool(summary.get("settings", {}).get("state_concept", summary.get("state_concept", False)))
+    settings = summary.get("settings") if isinstance(summary.get("settings"), dict) else {}
+    stated = bool(settings.get("state_concept", summary.get("state_concept", False)))
     return [StudyRef(run, summary.get("family", run.name), "stated" if stated else "pretrained",
                      "concept stated in prompt" if stated else "pretrained", summary.get("model", "?"), run)]
 
@@ -86,8 +96,9 @@ def read_study(folder: Path, shots: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     for name in ("decodability.csv", "accuracy.csv"):
         if not (folder / name).exists():
             raise ConceptLensError(f"{folder} has no {name}.", "pass finished run folders.")
-    td = pd.read_csv(folder / "decodability.csv")
-    acc = pd.read_csv(folder / "accuracy.csv")
+    fix = "pass finished run folders."
+    td = read_table_columns(folder / "decodability.csv", ("shots", "layer", "concept", "td"), "TD table", fix)
+    acc = read_table_columns(folder / "accuracy.csv", ("shots", "concept", "accuracy"), "accuracy table", fix)
     td, acc = td[td["shots"] == shots], acc[acc["shots"] == shots]
     if td.empty or acc.empty:
         raise ConceptLensError(f"{folder} has no {shots}-shot results.", "pass --shots with a value that run used.")
@@ -132,13 +143,15 @@ def compare_table(runs: list[str | Path], shots: int = 4) -> tuple[pd.DataFrame,
         for ref in group:
             td, acc = read_study(ref.folder, shots)
             own = best_layer(td)
-            paper = PAPER.get((family, ref.variant), (None,) * 4)
+            paper_variant, paper_row = PAPER_ROW.get(ref.variant, (None, None))
+            paper = PAPER.get((family, paper_variant), (None,) * 4)
             training = _json(ref.source / "config.json") if ref.folder.name == "after" else {}
             rows.append({"family": family, "variant": ref.variant, "label": ref.label, "model": ref.model,
                          "shots": shots, "layer": layer, **concept_stats(td, acc, layer), "own_best_layer": own,
                          "td_own_best_mean": concept_stats(td, acc, own)["td_mean"],
                          "paper_td_mean": paper[0], "paper_td_std": paper[1], "paper_acc_mean": paper[2],
-                         "paper_acc_std": paper[3], "prompts_per_concept": int(acc["n"].max()) if "n" in acc else None,
+                         "paper_acc_std": paper[3], "paper_row": paper_row if paper[0] is not None else None,
+                         "prompts_per_concept": int(acc["n"].max()) if "n" in acc else None,
                          **{key: training.get(key) for key in TRAINING_KEYS}, "source": str(ref.folder)})
             merged = td[td["layer"] == layer][["concept", "td"]].merge(acc[["concept", "accuracy"]], on="concept")
             concept_rows.append(merged.assign(family=family, variant=ref.variant, label=ref.label, model=ref.model,
@@ -164,14 +177,16 @@ def markdown_table(table: pd.DataFrame) -> str:
     for family, group in table.groupby("family", sort=False):
         first = group.iloc[0]
         lines += [f"### {family} ({first['model']}, {first['shots']}-shot, TD at layer {first['layer']})", "",
-                  "| | TD (ours) | TD (paper) | accuracy % (ours) | accuracy % (paper) | own peak TD (layer) |",
-                  "|---|---|---|---|---|---|"]
+                  "| | TD (ours) | TD (paper) | accuracy % (ours) | accuracy % (paper) | own peak TD (layer) "
+                  "| paper row |",
+                  "|---|---|---|---|---|---|---|"]
         for _, row in group.iterrows():
             lines.append(f"| {row['label']} | {_cell(row['td_mean'], row['td_std'], 2)} | "
                          f"{_cell(row['paper_td_mean'], row['paper_td_std'], 2)} | "
                          f"{_cell(row['acc_mean'], row['acc_std'], 1)} | "
                          f"{_cell(row['paper_acc_mean'], row['paper_acc_std'], 1)} | "
-                         f"{row['td_own_best_mean']:.2f} ({row['own_best_layer']}) |")
+                         f"{row['td_own_best_mean']:.2f} ({row['own_best_layer']}) | "
+                         f"{row['paper_row'] if isinstance(row['paper_row'], str) else '–'} |")
         lines.append("")
         for _, row in group.iterrows():
             trained = ", ".join(f"{key} {_plain(row[key])}" for key in TRAINING_KEYS) + "; " if pd.notna(
@@ -179,7 +194,9 @@ def markdown_table(table: pd.DataFrame) -> str:
             lines.append(f"- {row['label']}: {trained}{_plain(row['prompts_per_concept'])} test prompts per concept")
         lines.append("")
     lines.append("Mean ± std across concepts (Null excluded, ddof 1). Paper: Llama-3.1 8B, LoRA r16 α16 on 10K "
-                 "samples; its rows are matched by variant (first / last / stated), not by layer count.")
+                 "samples; its rows are matched by variant (first / last / stated; before-peak beside first 10, "
+                 "after-peak beside last 10: on Llama-3.1-8B, peak 15 of 32, these are blocks 5-14 and 15-24), "
+                 "not by layer count.")
     return "\n".join(lines) + "\n"
 
 
@@ -203,7 +220,7 @@ def plot_comparison(table: pd.DataFrame, path: Path) -> None:
             paper = group[f"paper_{metric}_mean"].astype(float)
             ax.errorbar(x + 0.25, paper, yerr=group[f"paper_{metric}_std"].astype(float), fmt="D", color="black",
                         capsize=3, label="paper (Llama-3.1 8B)")
-            ax.set_xticks(x, [label.replace(" layers", "") for label in group["label"]], rotation=20, fontsize=8)
+            ax.set_xticks(x, [label.split(":")[0].replace(" layers", "") for label in group["label"]], rotation=20, fontsize=8)
             ax.set_ylabel(name)
             ax.set_ylim(0, 1.05 if metric == "td" else 105)
             ax.set_title(f"{family}: {name}" + (f" at layer {group['layer'].iloc[0]}" if metric == "td" else ""))
@@ -217,8 +234,8 @@ def plot_comparison(table: pd.DataFrame, path: Path) -> None:
 
 def compare_runs(runs: list[str | Path], out: str | Path, shots: int = 4) -> pd.DataFrame:
     """Write `comparison.md`, `comparison.csv` (+ per-concept `comparison_concepts.csv`) and `comparison.png`."""
+    out = check_output_folder(out)
     table, per_concept = compare_table(runs, shots)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_table(out / "comparison.csv", table)
     write_table(out / "comparison_concepts.csv", per_concept)

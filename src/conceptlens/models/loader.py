@@ -52,6 +52,7 @@ def input_device(model: torch.nn.Module) -> torch.device:
 def resolve_source(name: str) -> tuple[str, bool]:
     """Return (path or hub id, is_local)."""
     if name in EMBEDDED:
+        check_cache(name)
         return str(embedded_folder(name)), True
     path = expand_user(name, "write the model folder's full path.")
     if path.exists():
@@ -62,6 +63,40 @@ def resolve_source(name: str) -> tuple[str, bool]:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConceptLensError(f"model folder {name} does not exist.", "check the path, or use 'smollm2-135m'.")
     return name, False
+
+
+def check_cache(name: str) -> None:
+    """Fail at once (not after a 35-50 s conversion) when an embedded model must be converted into
+    a cache folder that cannot be written: `CONCEPTLENS_CACHE` naming a file, or a read-only folder."""
+    from conceptlens.models.embedded import cache_dir
+    from conceptlens.out_paths import folder_problem
+
+    target = cache_dir() / name
+    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        return  # converted already: only read
+    problem = folder_problem(cache_dir())
+    if problem:
+        raise ConceptLensError(f"the embedded model '{name}' is converted once into the cache {cache_dir()}, but "
+                               f"{problem}.", "point CONCEPTLENS_CACHE at a folder you may write (or unset it for "
+                                              "~/.cache/conceptlens).")
+
+
+def check_remote_code(folder: str, trust_remote_code: bool) -> None:
+    """A local folder whose config names code of its own (`auto_map`) for a model transformers does not know."""
+    import json
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if trust_remote_code:
+        return
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # transformers names a broken config.json itself
+    if isinstance(config, dict) and config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING_NAMES:
+        raise ConceptLensError(f"{folder} ships its own model code (auto_map in config.json, model type "
+                               f"'{config.get('model_type')}'), which runs only when you allow it.",
+                               "if you trust that code, add trust_remote_code=True; otherwise use another model.")
 
 
 def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: float = 5.0) -> None:
@@ -119,6 +154,7 @@ def load_model(name: str = "smollm2-135m", revision: str | None = None, dtype: s
         warnings.warn(f"trust_remote_code is on: code shipped with {name} will run on this machine.", stacklevel=2)
     if local:
         check_weight_files(source, allow_pickle_weights)
+        check_remote_code(source, trust_remote_code)
     kwargs: dict = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code,
                     "use_safetensors": None if allow_pickle_weights else True}
     if revision and not local:

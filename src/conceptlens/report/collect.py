@@ -147,7 +147,7 @@ def build_section(run: Path, folder: Path, stage_by_folder: dict[str, dict]) -> 
     family = _family_hint(files)
     section = Section(relative, section_title(relative, list(files), family), anchor_for(relative),
                       relative.count("/") + bool(relative))
-    section.texts = explain(list(files))
+    section.texts = explain(list(files), k=_k_hint(files))
     summary: dict = {}
     moments: dict = {}
     for name, path in files.items():
@@ -210,6 +210,18 @@ def _family_hint(files: dict[str, Path]) -> str:
     """The family named in summary.json, if any (for the title of a single command's run folder)."""
     loaded = _load_json(files["summary.json"]) if "summary.json" in files else None
     return str(loaded.get("family", "")) if isinstance(loaded, dict) else ""
+
+
+def _k_hint(files: dict[str, Path]) -> int | None:
+    """The k of the run's kNN vote, from summary.json (its settings) or decodability.json; None if unknown."""
+    for name in ("summary.json", "decodability.json"):
+        loaded = _load_json(files[name]) if name in files else None
+        if isinstance(loaded, dict):
+            settings = loaded.get("settings")
+            k = settings.get("k") if isinstance(settings, dict) else loaded.get("k")
+            if isinstance(k, int) and not isinstance(k, bool):
+                return k
+    return None
 
 
 def stage_table(run: Path) -> tuple[TableView | None, dict[str, dict]]:

@@ -43,6 +43,16 @@ def _table(rows: list[list[Cell]], family: str | None) -> TableView | None:
                      index_columns=1)
 
 
+def format_rows(summary: dict) -> list[list[Cell]]:
+    """The prompt format a study used (summary.json `format`), and whether it was fitted to the tokenizer."""
+    used = summary.get("format")
+    if not isinstance(used, dict) or "separator" not in used:
+        return []
+    fitted = used.get("fitted_to_tokenizer") or {}
+    return [_row("prompt format: separator, answer prefix", f"{used['separator']!r}, {used.get('answer_prefix')!r}",
+                 "not stated", str(fitted.get("reason", "")))]
+
+
 def llm_rows(family: str, summary: dict, decodability: pd.DataFrame | None) -> list[list[Cell]]:
     rows = []
     best, depth = summary.get("best_layer"), summary.get("n_layers")
@@ -54,6 +64,10 @@ def llm_rows(family: str, summary: dict, decodability: pd.DataFrame | None) -> l
         if isinstance(heldout, (int, float)):
             rows.append(_row("peak layer, chosen on held-out prompts", f"{int(heldout)}/{int(depth)}", "not reported",
                              "the paper picks the layer on the data it reports"))
+        elif (summary.get("heldout_layer_choice") or {}).get("skipped"):
+            rows.append(_row("peak layer, chosen on held-out prompts", "skipped", "not reported",
+                             str(summary["heldout_layer_choice"].get("note") or "")))
+    rows += format_rows(summary)
     r2 = summary.get("r2")
     if isinstance(r2, (int, float)) and r2 == r2:  # not NaN (constant accuracy leaves R² undefined)
         ci = summary.get("r2_ci95")
@@ -88,10 +102,13 @@ def intervention_effects(frame: pd.DataFrame) -> pd.DataFrame | None:
     `interventions.csv` (accuracy per condition, change = condition - baseline); None if neither."""
     if "concept" not in frame.columns or "condition" not in frame.columns:
         return None
+    if "at_td_peak" in frame.columns and frame["at_td_peak"].astype(bool).any():
+        frame = frame[frame["at_td_peak"].astype(bool)]  # a layer sweep: the paper reports the TD peak
     if "mean_change" in frame.columns:
         out = frame[["concept", "condition", "mean_change"]].rename(columns={"mean_change": "change"})
         return out.groupby(["concept", "condition"], as_index=False)["change"].mean()
     if "accuracy" in frame.columns and (frame["condition"] == "baseline").any():
+        frame = frame[frame["condition"] != "cross"]  # cross rows score against another concept's answer
         means = frame.groupby(["concept", "condition"])["accuracy"].mean().unstack("condition")
         changes = means.drop(columns="baseline").sub(means["baseline"], axis=0)
         return changes.stack().rename("change").reset_index()
@@ -109,12 +126,14 @@ def intervention_rows(family: str, frame: pd.DataFrame) -> list[list[Cell]]:
         chosen = effects[effects["concept"].astype(str).isin(members)]
         ours_pos = chosen.loc[chosen["condition"] == "positive", "change"].mean() * scale
         ours_neg = chosen.loc[chosen["condition"] == "negative", "change"].mean() * scale
+        ours_random = chosen.loc[chosen["condition"] == "random", "change"].mean() * scale
         if pd.isna(ours_pos) and pd.isna(ours_neg):
             continue
         theirs_pos, theirs_neg = paper.INTERVENTION_EFFECT[group]
+        control = "" if pd.isna(ours_random) else f"; random vector of the same norm {_pp(ours_random)}"
         rows.append(_row(f"intervention effect, {group} ({', '.join(members)})",
                          f"{_pp(ours_pos)} / {_pp(ours_neg)}", f"{_pp(theirs_pos)} / {_pp(theirs_neg)}",
-                         "positive (correct mean) / negative (Null mean), accuracy points"))
+                         f"positive (correct mean) / negative (Null mean), accuracy points{control}"))
     return rows
 
 
@@ -124,11 +143,12 @@ def finetune_rows(family: str, summary: dict) -> list[list[Cell]]:
     if not isinstance(before, dict) or not isinstance(after, dict):
         return []
     spec = str(summary.get("layers_spec", ""))
-    condition = ("LoRA first 10 layers" if spec.startswith("first") else
-                 "LoRA last 10 layers" if spec.startswith("last") else None)
+    # before-peak / after-peak (the blocks right before / from the TD peak) stand beside the paper's first / last 10
+    condition = ("LoRA first 10 layers" if spec.startswith(("first", "before-peak")) else
+                 "LoRA last 10 layers" if spec.startswith(("last", "after-peak")) else None)
     rows = []
     for label, ours, theirs in (("pretrained", before, paper.FINETUNING["pretrained"][family]),
-                                (f"after finetuning {spec or '?'}", after,
+                                (f"after finetuning {spec or '?'}" + _blocks(summary.get("layers")), after,
                                  paper.FINETUNING[condition][family] if condition else None)):
         td = _mean_sd(ours.get("td_mean"), ours.get("td_std"), 2)
         acc = _mean_sd(ours.get("acc_mean"), ours.get("acc_std"), 1)
@@ -138,6 +158,12 @@ def finetune_rows(family: str, summary: dict) -> list[list[Cell]]:
         rows.append(_row(f"TD, {label}", td, paper_td, note))
         rows.append(_row(f"accuracy %, {label}", acc, paper_acc, note))
     return rows
+
+
+def _blocks(layers) -> str:
+    if isinstance(layers, list) and layers and all(isinstance(b, int) for b in layers):
+        return f" (blocks {layers[0]}-{layers[-1]})"
+    return ""
 
 
 def _mean_sd(mean, sd, digits: int) -> str:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import re
 
 FILE_TEXT: dict[str, str] = {
-    "decodability.csv": "Concept decodability (TD): the leave-one-out 10-nearest-neighbour accuracy of the concept "
+    "decodability.csv": "Concept decodability (TD): the leave-one-out {k}-nearest-neighbour accuracy of the concept "
                         "label from the hidden state at the token whose output predicts the answer, per layer (and "
                         "per shots, concept or checkpoint). Chance is 1 / number of concepts.",
     "accuracy.csv": "In-context learning accuracy: greedy decoding, exact match with the answer, per concept and "
                     "number of demonstrations.",
-    "interventions.csv": "Causal interventions: at one layer, at the last prompt token, the activation is replaced by "
-                         "the mean activation of the correct concept (positive) or of Null (negative); the change "
+    "interventions.csv": "Causal interventions: at each layer of the TD rise, at the last prompt token, the held-out "
+                         "mean activation of the correct concept (positive), of Null (negative) or a random vector "
+                         "of the same norm (random) is added to the activation (the paper's Appendix C); the change "
                          "in ICL accuracy per concept, over replicates.",
+    "interventions_cross.csv": "Cross-concept interventions: the prompts of a source concept get another (target) "
+                               "concept's mean; the fraction answering as the target would, beside the baseline's.",
     "loss_per_basis.csv": "Test error (MSE) of the synthetic model for each latent basis, over training.",
     "patching.csv": "Patching matrix: the representation of a sequence from a source basis is replaced by the mean "
                     "representation of a target basis; the change in loss for every source x target pair.",
@@ -52,6 +55,7 @@ FIGURE_WORDS: list[tuple[str, str]] = [
     (r"accuracy.*td|td.*accuracy|scatter|fit", "ICL accuracy against TD across concepts, with the linear fit"),
     (r"pairwise", "Pairwise TD between concepts"),
     (r"umap", "UMAP of the representations"),
+    (r"intervention.*cross", "Cross-concept interventions: % of prompts answering as the target concept (baseline)"),
     (r"intervention", "Change in ICL accuracy under interventions"),
     (r"loss.*basis|per_basis|loss", "Test error per basis over training"),
     (r"patch", "Patching matrix (source x target loss change)"),
@@ -81,10 +85,11 @@ PART_TITLES = {
 }
 
 
-def explain(files: list[str]) -> list[str]:
-    """One sentence per known file, in the order of `FILE_TEXT`."""
+def explain(files: list[str], k: int | None = None) -> list[str]:
+    """One sentence per known file, in the order of `FILE_TEXT`; `k`: the run's kNN k (None: unknown)."""
     present = set(files)
-    return [text for name, text in FILE_TEXT.items() if name in present]
+    return [text.replace("{k}", str(k) if k is not None else "k") for name, text in FILE_TEXT.items()
+            if name in present]
 
 
 def caption(filename: str) -> str:

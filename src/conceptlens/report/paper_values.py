@@ -56,3 +56,14 @@ def peak_fraction(family: str) -> float | None:
         return None
     layer, depth = PEAK_LAYER[family]
     return layer / depth
+
+# The paper's models across scale (v3 text, PAPER.md): parameters (approximate published sizes) and
+# R² of accuracy vs TD across concepts per family. The recurrent model is left out (its size and kind
+# are named inconsistently in the text).
+MODELS_BY_SCALE = {
+    "Gemma-2 2B": (2.6e9, {"pos": 0.422, "bitwise": 0.776}),
+    "Llama-3.1 8B": (8.0e9, {"pos": 0.781, "bitwise": 0.528}),
+    "Gemma-2 9B": (9.2e9, {"pos": 0.531, "bitwise": 0.452}),
+    "Gemma-2 27B": (27.2e9, {"pos": 0.822, "bitwise": 0.590}),
+    "Llama-3.1 70B": (70.6e9, {"pos": 0.844, "bitwise": 0.324}),
+}

@@ -67,6 +67,9 @@ SUMMARIES: dict[str, Summary] = {
                                  "ICL accuracy without (baseline) and with the interventions", best="max"),
     "interventions_summary.csv": Summary(("mean_change", "change"), ("concept",), ("condition", "direction"),
                                          "mean change in accuracy under the interventions"),
+    "interventions_cross.csv": Summary(("accuracy_vs_target",), ("source",), ("target",),
+                                       "fraction of a source concept's prompts answering as the target concept "
+                                       "under the target's vector (source rows x target columns)"),
     "pairwise.csv": Summary(("td",), ("concept_a",), ("concept_b",), "pairwise TD (mean over shots)"),
     "pairwise_td.csv": Summary(("td",), ("moment", "basis_a"), ("basis_b",), "pairwise TD of the bases, by moment"),
 }

@@ -1,8 +1,8 @@
 """The paper's whole study on one model, as one command: `conceptlens reproduce --quick`.
 
 Stages: the synthetic emergence run (train + analyze), TD and ICL accuracy for the POS and
-bitwise families at 1/4/10 shots, the prompting variant (concept stated), interventions at the
-best layer, LoRA on the first vs last layers, the comparison table, and the HTML report.
+bitwise families at 1/4/10 shots, the prompting variant (concept stated), interventions over the
+TD rise, LoRA on the first vs last layers, the comparison table, and the HTML report.
 `--quick` is sized for 2 CPU cores on the embedded SmolLM2; `--full` is the paper's scale (GPU).
 """
 
@@ -16,6 +16,12 @@ from conceptlens.progress import progress_bar
 from conceptlens.runs import RunFolder, folder_done
 from conceptlens.specs import EncodingStudySpec, FinetuneSpec, InterventionSpec, ModelSpec, build
 from conceptlens.study.stages import Stage, run_stages
+
+
+# --quick finetuning prompts per run: SmolLM2-135M LoRA (9 blocks, batch 8, 4-shot) takes 3.2-4.1 CPU seconds a
+# step on one thread, about 2 samples per CPU second (docs/results/finetune_smollm2.md): 120 samples train in
+# about 1 min, and with the study after it the stage stays near 2 min
+QUICK_TRAIN_SAMPLES = 120
 
 
 class _Strict(BaseModel):
@@ -38,36 +44,46 @@ class StudyStage(_Strict):
     stated_shots: list[int] | None = None  # shots of the prompting variant (None: the same as `shots`)
     prompts_per_concept: int = 100
 
-    def spec(self, family: str, seed: int, stated: bool = False) -> EncodingStudySpec:
+    def spec(self, family: str, seed: int, stated: bool = False, fmt: dict | None = None) -> EncodingStudySpec:
         shots = (self.stated_shots or self.shots) if stated else self.shots
         return build(EncodingStudySpec, family=family, shots=shots, prompts_per_concept=self.prompts_per_concept,
-                     seed=seed, state_concept=stated)
+                     seed=seed, state_concept=stated, **(fmt or {}))
 
 
 class InterventionStage(_Strict):
-    """Interventions at the best layer of each family's study (replace mode)."""
+    """Interventions over each family's TD rise (the paper's add mode; positive, Null, random, cross)."""
 
     shots: int = 4
     prompts_per_concept: int = 100
     replicates: int = 5
+    max_sweep_layers: int = 6
 
     def spec(self, family: str, seed: int) -> InterventionSpec:
-        return build(InterventionSpec, family=family, seed=seed, layers="best", mode="replace", **self.model_dump())
+        return build(InterventionSpec, family=family, seed=seed, layers="sweep", mode="add", **self.model_dump())
 
 
 class FinetuneStage(_Strict):
-    """LoRA on each layer range (e.g. the first vs the last ten blocks) of each family."""
+    """LoRA on each layer group of each family: the blocks right before the pretrained TD peak vs those
+    from the peak on (`llm/finetune/layers.py`), each the paper's 10/32 of the depth."""
 
-    layers: list[str] = Field(default_factory=lambda: ["first:10", "last:10"])
-    train_samples: int = 10000
+    layers: list[str] = Field(default_factory=lambda: ["before-peak", "after-peak"])
+    train_samples: int = 10000  # the paper's 10K (a GPU); --quick trains on QUICK_TRAIN_SAMPLES
     epochs: int = 1
     shots: int = 4
     prompts_per_concept: int = 100
     evaluations: int = 4  # held-out accuracy checks during training (0: only the study after it)
 
-    def spec(self, family: str, layers: str, seed: int) -> FinetuneSpec:
+    def spec(self, family: str, layers: str, seed: int, fmt: dict | None = None) -> FinetuneSpec:
         return build(FinetuneSpec, family=family, layers=layers, seed=seed,
-                     **self.model_dump(exclude={"layers"}))
+                     **self.model_dump(exclude={"layers"}), **(fmt or {}))
+
+
+class PromptStage(_Strict):
+    """The prompt format of every LM stage (`prompts.PromptFormat`), fitted to the tokenizer unless told not."""
+
+    separator: str = " ->"
+    answer_prefix: str = " "
+    fit_format: bool = True
 
 
 class ReproduceSettings(_Strict):
@@ -81,27 +97,38 @@ class ReproduceSettings(_Strict):
     study: StudyStage = Field(default_factory=StudyStage)
     intervention: InterventionStage = Field(default_factory=InterventionStage)
     finetune: FinetuneStage = Field(default_factory=FinetuneStage)
+    prompt: PromptStage = Field(default_factory=PromptStage)
 
     @model_validator(mode="after")
     def _specs_are_valid(self) -> "ReproduceSettings":
         """Every stage's spec is built once here, so a bad setting fails before the first stage."""
+        fmt = self.prompt.model_dump()
         for family in self.families:
-            self.study.spec(family, self.seed), self.study.spec(family, self.seed, stated=True)
-            self.intervention.spec(family, self.seed)
+            self.study.spec(family, self.seed, fmt=fmt), self.study.spec(family, self.seed, stated=True, fmt=fmt)
+            intervention_spec(self, family)
             for layers in self.finetune.layers:
-                self.finetune.spec(family, layers, self.seed)
+                self.finetune.spec(family, layers, self.seed, fmt=fmt)
         return self
 
 
+def intervention_spec(settings: ReproduceSettings, family: str) -> InterventionSpec:
+    """The intervention stage's spec with the settings' prompt format (fitting it is the intervention's own)."""
+    spec = settings.intervention.spec(family, settings.seed)
+    format_values = settings.prompt.model_dump(exclude={"fit_format"})
+    return build(InterventionSpec, **{**spec.model_dump(), **format_values})
+
+
 def preset(name: str, model: str | None = None, dtype: str | None = None, device_map: str | None = None,
-           load_in: str | None = None, seed: int | None = None) -> ReproduceSettings:
-    """`quick`: 2 CPU cores, about 15 minutes; `full`: the paper's settings, for a GPU."""
+           load_in: str | None = None, seed: int | None = None, prompt: dict | None = None) -> ReproduceSettings:
+    """`quick`: 2 CPU cores, about 15 minutes; `full`: the paper's settings, for a GPU (10K finetuning
+    samples per run). `prompt`: `PromptStage` values (separator, answer_prefix, fit_format)."""
     if name == "quick":
         base = ReproduceSettings(synthetic=SyntheticStage(config="quick", shipped="quick-seed0",
                                                           analyze={"max_checkpoints": 10, "sequences_per_basis": 100}),
                                  study=StudyStage(prompts_per_concept=24, stated_shots=[4]),
-                                 intervention=InterventionStage(prompts_per_concept=24, replicates=3),
-                                 finetune=FinetuneStage(train_samples=48, prompts_per_concept=24, evaluations=0))
+                                 intervention=InterventionStage(prompts_per_concept=24, replicates=2, max_sweep_layers=2),
+                                 finetune=FinetuneStage(train_samples=QUICK_TRAIN_SAMPLES, prompts_per_concept=24,
+                                                        evaluations=0))
     elif name == "full":
         base = ReproduceSettings(synthetic=SyntheticStage(config="paper"))
     else:
@@ -109,7 +136,9 @@ def preset(name: str, model: str | None = None, dtype: str | None = None, device
     loading = {k: v for k, v in {"name": model, "dtype": dtype, "device_map": device_map, "load_in": load_in}.items()
                if v is not None}
     model_spec = build(ModelSpec, **{**base.model.model_dump(), **loading})
-    return base.model_copy(update={"model": model_spec, **({"seed": seed} if seed is not None else {})})
+    values = {**base.model_dump(), "model": model_spec.model_dump(), "prompt": {**base.prompt.model_dump(), **(prompt or {})},
+              **({"seed": seed} if seed is not None else {})}
+    return ReproduceSettings.model_validate(values)  # the specs are checked again with the new values
 
 
 class _Model:
@@ -161,14 +190,16 @@ def _family_stages(settings: ReproduceSettings, out: Path, lm: _Model, family: s
 
     seed, study_run = settings.seed, out / "llm" / family
 
+    fmt = settings.prompt.model_dump()
+
     def study(folder: Path, stated: bool = False) -> None:
         with progress_bar() as bar:
-            experiments.encoding_study(lm(), settings.study.spec(family, seed, stated), folder,
+            experiments.encoding_study(lm(), settings.study.spec(family, seed, stated, fmt=fmt), folder,
                                        batch_size=settings.batch_size, progress=bar)
 
     def intervene(folder: Path) -> None:
         with progress_bar() as bar:
-            experiments.interventions(lm(), settings.intervention.spec(family, seed), folder, from_run=study_run,
+            experiments.interventions(lm(), intervention_spec(settings, family), folder, from_run=study_run,
                                       batch_size=settings.batch_size, progress=bar)
 
     stages = [Stage(f"llm_{family}", f"llm/{family}", study),
@@ -178,10 +209,10 @@ def _family_stages(settings: ReproduceSettings, out: Path, lm: _Model, family: s
     for layers in settings.finetune.layers:
         def finetune(folder: Path, layers: str = layers) -> None:
             with progress_bar() as bar:
-                experiments.finetune(lm(), settings.finetune.spec(family, layers, seed), folder, resume=True,
+                experiments.finetune(lm(), settings.finetune.spec(family, layers, seed, fmt=fmt), folder, resume=True,
                                      before_run=study_run, progress=bar)
 
-        slug = layers.replace(":", "").replace("-", "_")
+        slug = layers.replace(":", "").replace("-", "_").replace("%", "pc")
         stages.append(Stage(f"finetune_{family}_{slug}", f"finetune/{family}_{slug}", finetune, kind="finetune"))
     return stages
 

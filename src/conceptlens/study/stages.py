@@ -8,7 +8,6 @@ stage restarts and resumes from its own checkpoints). The time and status of eve
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -31,7 +30,10 @@ class Stage:
 
 
 def _load_status(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+    from conceptlens.reading import read_json
+
+    return read_json(path, "the study's stage record", fix=f"delete {path} (finished stages are found again by "
+                     "their DONE markers), then rerun the same command.") if path.exists() else {}
 
 
 def run_stages(stages: list[Stage], out: Path, only: set[str] | None = None) -> dict:

@@ -29,14 +29,16 @@ def _load(model: str, revision: str | None, dtype: str, device_map: str | None, 
 def llm_run(out: Path, model: str = "smollm2-135m", family: str = "pos", shots: list[int] | int = (1, 4, 10),
             prompts_per_concept: int = 100, seed: int = 0, revision: str | None = None, dtype: str = "float32",
             device_map: str | None = None, load_in: str | None = None, state_concept: bool = False,
-            batch_size: int = 16, k: int = 10, split: str = "test", null: bool = True) -> None:
-    """`conceptlens llm run` for one model × family × shots × seed × revision."""
+            batch_size: int = 16, k: int = 10, split: str = "test", null: bool = True, separator: str = " ->",
+            answer_prefix: str = " ", fit_format: bool = True) -> None:
+    """`conceptlens llm run` for one model × family × shots × seed × revision (× prompt format)."""
     from conceptlens.experiments import check_study, encoding_study
     from conceptlens.specs import EncodingStudySpec, build
 
     spec = build(EncodingStudySpec, family=family, shots=[shots] if isinstance(shots, int) else list(shots),
                  prompts_per_concept=prompts_per_concept, seed=seed, split=split, null=null,
-                 state_concept=state_concept, k=k)
+                 state_concept=state_concept, k=k, separator=separator, answer_prefix=answer_prefix,
+                 fit_format=fit_format)
     task_family = check_study(spec)  # before the model loads
     encoding_study(_load(model, revision, dtype, device_map, load_in), spec, out, batch_size=batch_size,
                    family=task_family)
@@ -47,15 +49,17 @@ def llm_finetune(out: Path, model: str = "smollm2-135m", family: str = "pos", la
                  train_samples: int = 600, epochs: int = 1, lr: float = 2e-4, shots: int = 4,
                  prompts_per_concept: int = 100, seed: int = 0, revision: str | None = None, dtype: str = "float32",
                  device_map: str | None = None, load_in: str | None = None, batch_size: int = 8,
-                 checkpoint_every: int = 25, evaluations: int = 4) -> None:
-    """`conceptlens llm finetune` for one model × family × layer range × seed (resumes a killed cell)."""
+                 checkpoint_every: int = 25, evaluations: int = 4, separator: str = " ->", answer_prefix: str = " ",
+                 fit_format: bool = True) -> None:
+    """`conceptlens llm finetune` for one model × family × layer range × seed (resumes a killed cell);
+    `layers` takes before-peak / after-peak too."""
     from conceptlens.experiments import finetune
     from conceptlens.specs import FinetuneSpec, build
 
     spec = build(FinetuneSpec, family=family, layers=layers, method=method, rank=rank, alpha=alpha, dropout=dropout,
                  train_samples=train_samples, epochs=epochs, lr=lr, shots=shots,
                  prompts_per_concept=prompts_per_concept, seed=seed, checkpoint_every=checkpoint_every,
-                 evaluations=evaluations)
+                 evaluations=evaluations, separator=separator, answer_prefix=answer_prefix, fit_format=fit_format)
     finetune(_load(model, revision, dtype, device_map, load_in), spec, out, batch_size=batch_size, resume=True)
 
 

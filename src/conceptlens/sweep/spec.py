@@ -11,6 +11,9 @@ include:                          # extra cells (any keys), beside the grid
   - {model: smollm2-135m, family: pos, shots: [4], seed: 7}
 fixed: {prompts_per_concept: 100} # the same in every cell
 ```
+Every setting of the command is a key, the prompt format included (`separator`, `answer_prefix`,
+`fit_format` on `llm run` / `llm finetune`; `separator`, `answer_prefix` on `llm intervene`), and
+`llm finetune` takes `layers: [before-peak, after-peak]`.
 A cell's id is a slug of its grid values plus the first 8 hex digits of a hash of everything the
 cell runs (command, function, grid and fixed values), so it is the same on every rerun and
 changes whenever what the cell computes changes. DECISION: the slug holds every grid key, not

@@ -8,6 +8,7 @@ separated. DECISION: a basis is "separated" when its per-class TD at the analysi
 the paper's y token of the K-th demonstration) and block (default the paper's depth, block
 `paper_block`) reaches `separation_td`; (a) is the last checkpoint before (b). The same moments at
 the best block of the last checkpoint are stored beside them (`moments["at_best_block"]`).
+`analyze_seeds(RUN)` does so for every `seed<S>` folder of `synthetic train --seeds` and sets the seeds side by side.
 """
 
 from __future__ import annotations
@@ -223,3 +224,40 @@ def _umap_table(acts_by_step: dict, moments: dict, layer: int, labels: list[str]
                                     "x": embedding[:, 0], "y": embedding[:, 1]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["moment", "step", "concept", "x", "y"])
+
+
+def seed_folders(run_dir: str | Path) -> dict[int, Path]:
+    """The `seed<S>` run folders of a multi-seed run (`synthetic train --seeds`), by seed; {} if none."""
+    import re
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or (run_dir / "config.yaml").is_file():
+        return {}
+    found = {int(m.group(1)): p for p in run_dir.iterdir()
+             if (m := re.fullmatch(r"seed(\d+)", p.name)) and (p / "config.yaml").is_file()}
+    return dict(sorted(found.items()))
+
+
+def analyze_seeds(run_dir: str | Path, figures: bool = True, progress=None, **options) -> dict[int, SyntheticAnalysis]:
+    """`analyze` every seed folder of a multi-seed run (each writes its own files, as alone), then the
+    seeds side by side into `run_dir`: `seeds_loss_per_basis.csv`, `seeds_decodability.csv` (a `seed`
+    column first), `seeds_moments.json` and `seeds.png` (error and TD over training, a line per seed)."""
+    from conceptlens.storage import write_json, write_table
+
+    run_dir = Path(run_dir)
+    folders = seed_folders(run_dir)
+    if not folders:
+        raise ConceptLensError(f"{run_dir} holds neither a run nor seed<S> run folders.",
+                               "pass the --out folder of `conceptlens synthetic train` (with or without --seeds).")
+    results = {seed: analyze(folder, figures=figures, progress=progress, **options) for seed, folder in folders.items()}
+    loss = pd.concat([r.loss_per_basis.assign(seed=s) for s, r in results.items()], ignore_index=True)
+    td = pd.concat([r.decodability.assign(seed=s) for s, r in results.items()], ignore_index=True)
+    loss, td = (frame[["seed"] + [c for c in frame.columns if c != "seed"]] for frame in (loss, td))
+    write_table(run_dir / "seeds_loss_per_basis.csv", loss)
+    write_table(run_dir / "seeds_decodability.csv", td)
+    write_json(run_dir / "seeds_moments.json", {str(s): r.moments for s, r in results.items()})
+    if figures:
+        from conceptlens.synthetic.figures import seeds_figure
+
+        seeds_figure(loss, td, {s: r.moments for s, r in results.items()}, run_dir / "seeds.png")
+    return results

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from conceptlens.storage import atomic_path  # noqa: E402
+from conceptlens.figures import plt, save_png
 
 _MOMENT_STYLE = {"a": ":", "b": "--", "c": "-."}
 
 
 def _save(fig, path: Path) -> str:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path.name
+    return save_png(fig, path).name
 
 
 def loss_figure(loss: pd.DataFrame, moments: dict, path: Path) -> str:
@@ -190,3 +183,36 @@ def draw_all(run_dir: Path, result, config=None) -> list[str]:
              heads_figure(result.head_importance, run_dir / "head_importance.png"),
              baselines_figure(result.baselines, run_dir / "baselines.png")]
     return [n for n in names if n]
+
+
+def seeds_figure(loss: pd.DataFrame, td: pd.DataFrame, moments: dict, path: Path) -> str:
+    """Seeds side by side: per-basis test MSE (a panel per basis) and mean TD at each seed's analysis
+    token and block, over training, a line per seed; each seed's moments (b) and (c) marked."""
+    bases = list(dict.fromkeys(loss.basis))
+    fig, axes = plt.subplots(1, len(bases) + 1, figsize=(3.2 * (len(bases) + 1), 3.0), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, seed in enumerate(sorted(moments)):
+        color, m = colors[i % len(colors)], moments[seed]
+        for ax, basis in zip(axes[0], bases):
+            rows = loss[(loss.seed == seed) & (loss.basis == basis)]
+            ax.plot(rows.step, rows.mse, color=color, label=f"seed {seed}")
+        rows = td[(td.seed == seed) & (td.token == m["token"]) & (td.block == m["block"])]
+        curve = rows.groupby("step").td.mean()
+        axes[0][-1].plot(curve.index, curve.values, color=color, label=f"seed {seed}")
+        for moment in ("b", "c"):
+            if m.get(moment) is not None:
+                axes[0][-1].axvline(m[moment], color=color, ls=_MOMENT_STYLE[moment], lw=0.8)
+    for i, (ax, basis) in enumerate(zip(axes[0], bases)):
+        if i:
+            ax.sharey(axes[0][0])
+            ax.tick_params(labelleft=False, which="both")
+        ax.set_yscale("log")
+        ax.set_title(f"{basis}: test MSE", fontsize=9)
+        ax.set_xlabel("training step")
+    last = axes[0][-1]
+    first = moments[min(moments)]
+    last.set_title(f"TD, {first['token']} token, block {first['block']} (-- (b), -. (c))", fontsize=9)
+    last.set_ylim(0, 1.02)
+    last.set_xlabel("training step")
+    last.legend(fontsize=7)
+    return _save(fig, path)

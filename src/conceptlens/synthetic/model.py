@@ -104,16 +104,7 @@ class RegressionGPT(nn.Module):
 
     def tokens(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         """Interleave `[B, K, D]` and `[B, K]` into `[B, 2K, D(+1)]` input vectors."""
-        batch, points, dims = xs.shape
-        own_channel = self.config.y_channel or self.config.paired
-        width = dims + int(own_channel)
-        x_tokens = xs.new_zeros(batch, points, width)
-        x_tokens[..., :dims] = xs
-        y_tokens = xs.new_zeros(batch, points, width)
-        if self.config.paired:
-            y_tokens[..., :dims] = xs
-        y_tokens[..., -1 if own_channel else 0] = ys
-        return torch.stack((x_tokens, y_tokens), dim=2).reshape(batch, 2 * points, width)
+        return interleave(xs, ys, self.config)
 
     def forward(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(xs, ys)
@@ -122,6 +113,20 @@ class RegressionGPT(nn.Module):
         for block in self.blocks:
             hidden = block(hidden)
         return self.read_out(self.final_norm(hidden))[:, ::2, 0]
+
+
+def interleave(xs: torch.Tensor, ys: torch.Tensor, config: GPTConfig) -> torch.Tensor:
+    """The token vectors `[B, 2K, D(+1)]` of `xs [B, K, D]` and `ys [B, K]` in `config`'s format."""
+    batch, points, dims = xs.shape
+    own_channel = config.y_channel or config.paired
+    width = dims + int(own_channel)
+    x_tokens = xs.new_zeros(batch, points, width)
+    x_tokens[..., :dims] = xs
+    y_tokens = xs.new_zeros(batch, points, width)
+    if config.paired:
+        y_tokens[..., :dims] = xs
+    y_tokens[..., -1 if own_channel else 0] = ys
+    return torch.stack((x_tokens, y_tokens), dim=2).reshape(batch, 2 * points, width)
 
 
 def x_position(example: int) -> int:

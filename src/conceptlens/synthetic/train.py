@@ -6,15 +6,15 @@ evaluation, kept apart so metrics are bit-for-bit reproducible) and
 `checkpoints/step_NNNNNNN.safetensors` with `.optim.safetensors` (optimizer + RNG state) and
 `.state.json` beside it. The batch of step s is drawn from a generator seeded by (seed, s), so a
 run killed at any point and resumed from its last checkpoint ends with exactly the same weights
-and metrics as an uninterrupted one. No pickle is written or read.
+and metrics as an uninterrupted one. No pickle is written or read. The loop (`run_loop`) and the
+run-folder bookkeeping (`Run`) also serve seeds trained together (`conceptlens.synthetic.train_seeds`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,14 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import (append_jsonl, load_tensors, read_jsonl, remove_stale_temporaries, save_tensors,
-                                 verify_checksum, write_json, write_text)
-from conceptlens.synthetic.config import RunConfig, config_from_dict
+from conceptlens.storage import append_jsonl, load_tensors, read_jsonl, remove_stale_temporaries, write_text
+from conceptlens.synthetic.checkpoints import (checkpoint_path, checkpoint_steps, copy_series, init_source,
+                                               load_run_config, prune_optimizer_files, read_checkpoint,
+                                               resume_point, same_run, save_checkpoint, truncate_jsonl)
+from conceptlens.synthetic.config import RunConfig
 from conceptlens.synthetic.model import GPTConfig, RegressionGPT
 from conceptlens.synthetic.tasks import RegressionBatch, RegressionMixture, make_task
 
 TEST_SEED = 10_000
-_CKPT = re.compile(r"^step_(\d{7})\.safetensors$")
 
 
 def build_task(config: RunConfig) -> RegressionMixture:
@@ -93,6 +94,14 @@ def is_checkpoint_step(step: int, config: RunConfig) -> bool:
     return step % (s.dense_every if step <= s.dense_until else s.sparse_every) == 0
 
 
+def concept_errors(predictions: torch.Tensor, ys: torch.Tensor, concepts: torch.Tensor, n_concepts: int,
+                   from_points: int) -> torch.Tensor:
+    """Test MSE per concept `[n_concepts]`, over predictions made with >= `from_points` examples."""
+    errors = (predictions - ys)[:, from_points:].pow(2).mean(dim=1).cpu()
+    return torch.zeros(n_concepts).index_add_(0, concepts, errors) / torch.bincount(
+        concepts, minlength=n_concepts).clamp(min=1)
+
+
 @torch.no_grad()
 def evaluate(model: RegressionGPT, test: RegressionBatch, n_concepts: int, from_points: int) -> torch.Tensor:
     """Test MSE per concept `[n_concepts]`, over predictions made with >= `from_points` examples."""
@@ -100,31 +109,9 @@ def evaluate(model: RegressionGPT, test: RegressionBatch, n_concepts: int, from_
     model.eval()
     device = next(model.parameters()).device
     xs, ys = test.xs.to(device), test.ys.to(device)
-    errors = (model(xs, ys) - ys)[:, from_points:].pow(2).mean(dim=1).cpu()
+    errors = concept_errors(model(xs, ys), ys, test.concepts, n_concepts, from_points)
     model.train(was_training)
-    return torch.zeros(n_concepts).index_add_(0, test.concepts, errors) / torch.bincount(
-        test.concepts, minlength=n_concepts).clamp(min=1)
-
-
-def checkpoint_steps(run_dir: str | Path) -> list[int]:
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _CKPT.match(p.name)))
-
-
-def checkpoint_path(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step_{step:07d}.safetensors"
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    from conceptlens.yaml_input import read_yaml_file
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConceptLensError(f"{run_dir} has no config.yaml: it is not a synthetic run folder.",
-                               "pass the --out folder of `conceptlens synthetic train`.")
-    return config_from_dict(read_yaml_file(path, "run config"))
+    return errors
 
 
 def load_checkpoint(run_dir: str | Path, step: int, config: RunConfig | None = None) -> RegressionGPT:
@@ -135,116 +122,13 @@ def load_checkpoint(run_dir: str | Path, step: int, config: RunConfig | None = N
     return model.eval()
 
 
-def _optim_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:07d}.optim.safetensors"
-
-
-def _state_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:07d}.state.json"
-
-
-def _save_checkpoint(run_dir: Path, step: int, model, optimizer, extra: dict, config: RunConfig) -> None:
-    save_tensors(checkpoint_path(run_dir, step), model.state_dict(), metadata={"step": str(step)}, checksum=True)
-    state = optimizer.state_dict()
-    tensors = {f"state.{i}.{key}": value for i, slot in state["state"].items() for key, value in slot.items()}
-    tensors["rng.torch"] = torch.get_rng_state()
-    save_tensors(_optim_path(run_dir, step), tensors, checksum=True)
-    write_json(_state_path(run_dir, step), {"step": step, "param_groups": state["param_groups"], **extra})
-    if config.schedule.keep_optimizer == "last":
-        for old in checkpoint_steps(run_dir):
-            if old < step:
-                for path in (_optim_path(run_dir, old), Path(str(_optim_path(run_dir, old)) + ".sha256")):
-                    path.unlink(missing_ok=True)
-
-
-def _resume_point(run_dir: Path) -> int | None:
-    """The latest step whose weights, optimizer state and state file are all present and intact."""
-    for step in reversed(checkpoint_steps(run_dir)):
-        try:
-            verify_checksum(checkpoint_path(run_dir, step))
-            verify_checksum(_optim_path(run_dir, step))
-            json.loads(_state_path(run_dir, step).read_text())
-            return step
-        except (ConceptLensError, OSError, ValueError):
-            continue
-    return None
-
-
-def _restore(run_dir: Path, step: int, model, optimizer) -> dict:
-    model.load_state_dict(load_tensors(checkpoint_path(run_dir, step)))
-    tensors = load_tensors(_optim_path(run_dir, step))
-    meta = json.loads(_state_path(run_dir, step).read_text())
-    slots: dict[int, dict] = {}
-    for name, value in tensors.items():
-        if name.startswith("state."):
-            _, index, key = name.split(".", 2)
-            slots.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    return meta
-
-
-def init_source(config: RunConfig) -> tuple[Path, int] | None:
-    """The run folder and step that `train.init_from` / `train.init_step` name, checked; None if unset."""
+def make_optimizer(params, config: RunConfig) -> torch.optim.Optimizer:
     t = config.train
-    if t.init_from is None:
-        return None
-    from conceptlens.synthetic.shipped import shipped_root, shipped_runs
-
-    source = Path(t.init_from)
-    if not (source / "config.yaml").is_file():
-        if t.init_from not in shipped_runs():
-            raise ConceptLensError(f"train.init_from '{t.init_from}' is neither a run folder nor a shipped run.",
-                                   "pass a folder written by `conceptlens synthetic train` or one of "
-                                   f"{shipped_runs()}.")
-        source = shipped_root() / t.init_from
-    steps = checkpoint_steps(source)
-    step = t.init_step if t.init_step is not None else (steps[-1] if steps else None)
-    if step is None or step not in steps:
-        raise ConceptLensError(f"{source} has no checkpoint at step {step}.", f"choose train.init_step among {steps}.")
-    if step >= t.steps:
-        raise ConceptLensError(f"train.steps {t.steps} does not go past train.init_step {step}.",
-                               "set train.steps above the step you continue from.")
-    other = load_run_config(source)
-    if other.model != config.model or other.task != config.task:
-        raise ConceptLensError(f"{source} was trained with another model or task.",
-                               "continue a run only with its own task and model settings.")
-    return source, step
+    opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return opt_cls(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
 
 
-def _start_from(source: Path, step: int, run_dir: Path, model) -> None:
-    """Copy `source`'s series up to `step` into `run_dir` and load its weights at `step` into `model`."""
-    import shutil
-
-    for name in ("metrics.jsonl", "timing.jsonl"):
-        if (source / name).is_file():
-            _truncate_jsonl(source / name, step, out=run_dir / name)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    for earlier in checkpoint_steps(source):
-        if earlier <= step:
-            for suffix in ("", ".sha256"):
-                shutil.copyfile(str(checkpoint_path(source, earlier)) + suffix,
-                                str(checkpoint_path(run_dir, earlier)) + suffix)
-    weights = load_tensors(checkpoint_path(source, step), verify=True)
-    model.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()})
-
-
-def _truncate_jsonl(path: Path, step: int, out: Path | None = None) -> None:
-    """Keep the records up to `step`, in place or written to `out`."""
-    kept = [r for r in read_jsonl(path) if r["step"] <= step]
-    write_text(out or path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def _same_run(saved: RunConfig, config: RunConfig) -> bool:
-    """Resuming may only lengthen a constant-lr run: its first `saved.train.steps` steps stay the same."""
-    if saved == config:
-        return True
-    longer = saved.model_copy(deep=True)
-    longer.train.steps = config.train.steps
-    return longer == config and config.train.steps > saved.train.steps and config.train.schedule == "constant"
-
-
-def _training_device(name: str) -> torch.device:
+def training_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
@@ -256,6 +140,124 @@ def _training_device(name: str) -> torch.device:
     return device
 
 
+@dataclass
+class Run:
+    """One run folder in training: its config, task and test set, and the sums its next record needs."""
+
+    config: RunConfig
+    dir: Path
+    task: RegressionMixture
+    test: RegressionBatch
+    source: tuple[Path, int] | None
+    resume: bool
+    rng: torch.Tensor = field(default_factory=torch.get_rng_state)  # stored with every checkpoint
+    start: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    elapsed: float = 0.0
+
+    def begin(self, point: int | None) -> tuple[dict | None, dict | None]:
+        """Write config.yaml and set the series up to resume from `point` (None: start afresh);
+        returns the weights and optimizer state to start from (None: the fresh ones)."""
+        write_text(self.dir / "config.yaml", self.config.to_yaml())
+        if self.resume:  # only where this run writes: the folder may sit above other runs
+            for folder in (self.dir, self.dir / "checkpoints"):
+                remove_stale_temporaries(folder, recursive=False)
+        if point is not None:
+            weights, optimizer_state, self.rng, meta = read_checkpoint(self.dir, point)
+            self.start, self.loss_sum, self.loss_count = point, meta["loss_sum"], meta["loss_count"]
+            self.elapsed = meta["elapsed_s"]
+            for name in ("metrics.jsonl", "timing.jsonl"):
+                truncate_jsonl(self.dir / name, point)
+            return weights, optimizer_state
+        for name in ("metrics.jsonl", "timing.jsonl"):
+            (self.dir / name).unlink(missing_ok=True)
+        if self.source is None:
+            return None, None
+        weights = copy_series(*self.source, self.dir)
+        self.start = self.source[1]
+        timing = read_jsonl(self.dir / "timing.jsonl") if (self.dir / "timing.jsonl").is_file() else []
+        self.elapsed = timing[-1]["elapsed_s"] if timing else 0.0
+        return weights, None
+
+    def batch(self, step: int) -> RegressionBatch:
+        """The training batch of `step`: the same for this seed whatever else trains beside it."""
+        c = self.config
+        return self.task.sample(c.train.batch_size, batch_generator(c.seed, step), n_points=points_at(step, c),
+                                support=support_at(step, c))
+
+    def log(self, step: int, mse: torch.Tensor) -> dict:
+        c, before = self.config, max(step - 1, 0)
+        record = {"step": step, "train_loss": self.loss_sum / self.loss_count if self.loss_count else None,
+                  "lr": learning_rate(before, c), "n_points": points_at(before, c),
+                  **({"support": support_at(before, c)} if support_at(0, c) else {}),
+                  "test_mse": dict(zip(self.task.concept_names, mse.tolist())), "test_mse_mean": float(mse.mean())}
+        append_jsonl(self.dir / "metrics.jsonl", record)
+        append_jsonl(self.dir / "timing.jsonl", {"step": step, "elapsed_s": round(self.elapsed, 3)})
+        self.loss_sum, self.loss_count = 0.0, 0
+        return record
+
+    def save(self, step: int, weights: dict, optimizer_state: dict) -> None:
+        save_checkpoint(self.dir, step, weights, optimizer_state, self.rng,
+                        {"loss_sum": self.loss_sum, "loss_count": self.loss_count, "elapsed_s": self.elapsed})
+
+
+def open_run(config: RunConfig, out: str | Path, resume: bool, device: torch.device) -> Run:
+    """Check `config` against what `out` holds and build its task and test set; writes nothing."""
+    run_dir = Path(out)
+    source = init_source(config)
+    if source is not None:
+        config = config.model_copy(deep=True)
+        config.train.init_step = source[1]  # the saved config names the step it continued from
+    if resume and (run_dir / "config.yaml").is_file():
+        if not same_run(load_run_config(run_dir), config):
+            raise ConceptLensError(f"the config differs from the one {run_dir} was started with.",
+                                   "resume with the same config (omit --config to use the saved one); only "
+                                   "train.steps may grow, and only with a constant learning rate.")
+    elif checkpoint_steps(run_dir) and not resume:
+        raise ConceptLensError(f"{run_dir} already holds a run.", "pass --resume, or choose a new --out folder.")
+    task = build_task(config)  # validates the task before anything is written
+    if support_at(0, config) is not None:
+        task.support_masks(1)  # a support curriculum on a task without bases fails here, not mid-run
+    test = task.test_set(config.schedule.eval_per_concept, seed=TEST_SEED)
+    test = RegressionBatch(test.xs.to(device), test.ys.to(device), test.concepts, test.weights)  # moved once
+    return Run(config, run_dir, task, test, source, resume)
+
+
+def run_loop(runs: list[Run], point: int | None, step: Callable[[int, list[RegressionBatch]], list[float]],
+             errors: Callable[[], list[torch.Tensor]], states: Callable[[], list[tuple[dict, dict]]],
+             callback: Callable[[int, dict], None] | None) -> None:
+    """Train `runs` (one schedule) in lockstep from their start: `step(s, batches)` takes optimizer step
+    s and returns each run's loss, `errors()` each run's test MSE per concept, `states()` each run's
+    (weights, optimizer state). Older optimizer files go only once every run has written its own."""
+    config = runs[0].config
+    records: list[dict] = [{} for _ in runs]
+
+    def checkpoint(done: int) -> None:
+        for run, (weights, optimizer_state) in zip(runs, states()):
+            run.save(done, weights, optimizer_state)
+        for run in runs:
+            prune_optimizer_files(run.dir, done, run.config)
+
+    if point is None:  # a fresh start (resuming from step 0 keeps its record: logging it again would double it)
+        if runs[0].source is None:  # a continuation already has the other run's record of its first step
+            records = [run.log(0, mse) for run, mse in zip(runs, errors())]
+        checkpoint(runs[0].start)
+    base, clock = [run.elapsed for run in runs], time.perf_counter()
+    for s in range(runs[0].start, config.train.steps):
+        losses = step(s, [run.batch(s) for run in runs])
+        done, now = s + 1, time.perf_counter() - clock
+        for run, loss, before in zip(runs, losses, base):
+            run.loss_sum, run.loss_count, run.elapsed = run.loss_sum + loss, run.loss_count + 1, before + now
+        if done % config.schedule.eval_every == 0 or done == config.train.steps:
+            records = [run.log(done, mse) for run, mse in zip(runs, errors())]
+        if is_checkpoint_step(done, config):
+            checkpoint(done)
+        if callback is not None:
+            callback(done, {"loss": losses[0], "record": records[0], "elapsed_s": runs[0].elapsed,
+                            "losses": losses, "records": records})
+
+
 def train(config: RunConfig, out: str | Path, resume: bool = False,
           callback: Callable[[int, dict], None] | None = None, device: str = "cpu") -> Path:
     """Train (or resume) a run into `out`; `callback(step, info)` is called after every step.
@@ -264,78 +266,25 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
     from the same per-step generators, and checkpoints are stored from the CPU, so a run may move
     between devices when it resumes (its numbers then change in the last bits).
     """
-    run_dir = Path(out)
-    device = _training_device(device)
-    saved = run_dir / "config.yaml"
-    source = init_source(config)
-    if source is not None:
-        config = config.model_copy(deep=True)
-        config.train.init_step = source[1]  # the saved config names the step it continued from
-    if resume and saved.is_file():
-        if not _same_run(load_run_config(run_dir), config):
-            raise ConceptLensError(f"the config differs from the one {run_dir} was started with.",
-                                   "resume with the same config (omit --config to use the saved one); only "
-                                   "train.steps may grow, and only with a constant learning rate.")
-    elif checkpoint_steps(run_dir) and not resume:
-        raise ConceptLensError(f"{run_dir} already holds a run.", "pass --resume, or choose a new --out folder.")
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-
-    task = build_task(config)  # validates the task before anything is written
-    if support_at(0, config) is not None:
-        task.support_masks(1)  # a support curriculum on a task without bases fails here, not mid-run
-    test = task.test_set(config.schedule.eval_per_concept, seed=TEST_SEED)
-    test = RegressionBatch(test.xs.to(device), test.ys.to(device), test.concepts, test.weights)  # moved once
+    device = training_device(device)
+    run = open_run(config, out, resume, device)
+    config, t = run.config, run.config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
-    write_text(saved, config.to_yaml())
-    t = config.train
-    opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    run.rng = torch.get_rng_state()
+    optimizer = make_optimizer(model.parameters(), config)
+    point = resume_point(run.dir) if resume else None
+    weights, optimizer_state = run.begin(point)
+    if weights is not None:
+        model.load_state_dict(weights)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(run.rng)
 
-    start, loss_sum, loss_count, elapsed = 0, 0.0, 0, 0.0
-    point = _resume_point(run_dir) if resume else None
-    if resume:  # only where this run writes: the folder may sit above other runs
-        for folder in (run_dir, run_dir / "checkpoints"):
-            remove_stale_temporaries(folder, recursive=False)
-    if point is not None:
-        meta = _restore(run_dir, point, model, optimizer)
-        start, loss_sum, loss_count, elapsed = point, meta["loss_sum"], meta["loss_count"], meta["elapsed_s"]
-        _truncate_jsonl(run_dir / "metrics.jsonl", point)
-        _truncate_jsonl(run_dir / "timing.jsonl", point)
-    else:
-        for name in ("metrics.jsonl", "timing.jsonl"):
-            (run_dir / name).unlink(missing_ok=True)
-        if source is not None:
-            _start_from(*source, run_dir, model)
-            start = source[1]
-            timing = read_jsonl(run_dir / "timing.jsonl") if (run_dir / "timing.jsonl").is_file() else []
-            elapsed = timing[-1]["elapsed_s"] if timing else 0.0
-
-    def log(step: int) -> dict:
-        nonlocal loss_sum, loss_count
-        mse = evaluate(model, test, task.n_concepts, config.schedule.eval_from_points)
-        record = {"step": step, "train_loss": loss_sum / loss_count if loss_count else None,
-                  "lr": learning_rate(max(step - 1, 0), config), "n_points": points_at(max(step - 1, 0), config),
-                  **({"support": support_at(max(step - 1, 0), config)} if support_at(0, config) else {}),
-                  "test_mse": dict(zip(task.concept_names, mse.tolist())), "test_mse_mean": float(mse.mean())}
-        append_jsonl(run_dir / "metrics.jsonl", record)
-        append_jsonl(run_dir / "timing.jsonl", {"step": step, "elapsed_s": round(elapsed, 3)})
-        loss_sum, loss_count = 0.0, 0
-        return record
-
-    record: dict = {}
-    if point is None:  # a fresh start (resuming from step 0 keeps its record: logging it again would double it)
-        if source is None:  # a continuation already has the other run's record of its first step
-            record = log(0)
-        _save_checkpoint(run_dir, start, model, optimizer, {"loss_sum": 0.0, "loss_count": 0, "elapsed_s": elapsed},
-                         config)
-    model.train()
-    base_elapsed, clock = elapsed, time.perf_counter()
-    for step in range(start, t.steps):
-        batch = task.sample(t.batch_size, batch_generator(config.seed, step), n_points=points_at(step, config),
-                            support=support_at(step, config))
-        xs, ys = batch.xs.to(device, non_blocking=True), batch.ys.to(device, non_blocking=True)
+    def one_step(step: int, batches: list[RegressionBatch]) -> list[float]:
+        xs, ys = batches[0].xs.to(device, non_blocking=True), batches[0].ys.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         loss = F.mse_loss(model(xs, ys), ys)
@@ -344,14 +293,10 @@ def train(config: RunConfig, out: str | Path, resume: bool = False,
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
-        loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
-        done = step + 1
-        elapsed = base_elapsed + time.perf_counter() - clock
-        if done % config.schedule.eval_every == 0 or done == t.steps:
-            record = log(done)
-        if is_checkpoint_step(done, config):
-            _save_checkpoint(run_dir, done, model, optimizer,
-                             {"loss_sum": loss_sum, "loss_count": loss_count, "elapsed_s": elapsed}, config)
-        if callback is not None:
-            callback(done, {"loss": loss.item(), "record": record, "elapsed_s": elapsed})
-    return run_dir
+        return [loss.item()]
+
+    model.train()
+    run_loop([run], point, one_step,
+             lambda: [evaluate(model, run.test, run.task.n_concepts, config.schedule.eval_from_points)],
+             lambda: [(model.state_dict(), optimizer.state_dict())], callback)
+    return run.dir

@@ -37,6 +37,11 @@ class TaskFamily:
         if not self.concepts:
             raise ConceptLensError(f"family '{self.name}' has no concepts.", "give at least two concepts.")
         for concept, examples in self.concepts.items():
+            if concept == NULL and len(examples) < min_examples:  # Null is made, not written: name its cause
+                raise ConceptLensError(
+                    f"the concepts of family '{self.name}' hold only {len(examples)} different input(s) in this "
+                    f"split, and the Null concept (each different input with a random output) needs {min_examples}.",
+                    "add pairs with other inputs to the concept files (repeated pairs count once).")
             if len(examples) < min_examples:
                 raise ConceptLensError(
                     f"concept '{concept}' of family '{self.name}' has {len(examples)} example(s); "

@@ -1,18 +1,21 @@
 """One name for every task family: "pos", "bitwise", or the path of a user family folder.
 
 `load_family(name, split)` returns the split the study runs on (default "test"; "train" is for
-finetuning, "all" for both). DECISION: a user folder splits per concept, 80/20, by seed, like
+finetuning, "all" for both). A built-in name that is also a folder here is refused as ambiguous
+(`./pos` or `builtin:pos` says which). DECISION: a user folder splits per concept, 80/20, by seed, like
 the built-in families, so finetuning never trains on the prompts the study reports.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from conceptlens.errors import ConceptLensError
 from conceptlens.tasks.family import TaskFamily
 
 BUILTIN = ("pos", "pos-synthetic", "bitwise")
+PREFIX = "builtin:"  # `builtin:pos`: the built-in family even where a folder ./pos exists
 SPLITS = ("train", "test", "all")
 
 
@@ -20,6 +23,11 @@ def load_family(name: str, split: str = "test", seed: int = 0, null: bool = True
     """The `split` of family `name` ("pos", "bitwise" or a folder of concept files)."""
     if split not in SPLITS:
         raise ConceptLensError(f"unknown split '{split}'.", f"use one of {', '.join(SPLITS)}.")
+    if name.startswith(PREFIX) and name[len(PREFIX):] in BUILTIN:
+        name = name[len(PREFIX):]  # the built-in family, whatever the current folder holds
+    elif name in BUILTIN and os.path.lexists(name):
+        raise ConceptLensError(f"family '{name}' names both the built-in family and ./{name} in the current folder.",
+                               f"pass family=./{name} for your folder, or family={PREFIX}{name} for the built-in one.")
     if name in ("pos", "pos-synthetic"):
         from conceptlens.tasks.pos import pos_family
 

@@ -54,7 +54,7 @@ def read_concept_file(path: str | Path) -> list[Example]:
                                "save the file as UTF-8.") from exc
     except OSError as exc:
         raise ConceptLensError(f"cannot read {path} ({exc.strerror}).", "check the file's permissions.") from exc
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":
         items = []
         for number, line in enumerate(split_lines(text), 1):
             if not line.strip():
@@ -90,7 +90,8 @@ def user_family(folder: str | Path, null: bool = True, seed: int = 0, min_pairs:
     if not folder.is_dir():
         raise ConceptLensError(f"{folder} is a file, not a family folder.",
                                "pass the folder that holds one .json/.jsonl file per concept.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith("."))  # also .JSON
     if not files:
         raise ConceptLensError(f"family folder {folder} holds no .json or .jsonl files.",
                                f"add one file per concept: {FORMAT_HELP}.")

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from conceptlens.storage import atomic_path  # noqa: E402
-from conceptlens.tasks.family import NULL  # noqa: E402
+from conceptlens.figures import plt, save_png
+from conceptlens.tasks.family import NULL
 
 
 def save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path, dpi=130)
 
 
 def _number(value, digits: int = 2) -> str:
@@ -42,9 +36,16 @@ def td_by_layer(decodability: pd.DataFrame, summary: dict, path: Path) -> None:
     mean = decodability.groupby(["shots", "layer"])["td"].mean().reset_index()
     fig, ax = plt.subplots(figsize=(6, 4))
     for shots, frame in mean.groupby("shots"):
-        ax.plot(frame.layer, frame.td, marker="o", ms=3, label=f"{shots} shots")
-    ax.axhline(summary["chance"], ls="--", c="0.5", lw=1, label="chance")
+        line, = ax.plot(frame.layer, frame.td, marker="o", ms=3, label=f"{shots} shots")
+        control = decodability[decodability.shots == shots].get("surface_answers_td")
+        if control is not None and control.notna().any():  # one value per concept: the control has no layer
+            level = control.groupby(decodability.concept).first().mean()
+            ax.axhline(level, ls="--", lw=1, c=line.get_color(), label=f"{shots} shots: answers' surface control")
+    ax.axhline(summary["chance"], ls=":", c="0.5", lw=1, label="chance")
     ax.axvline(summary["best_layer"], ls=":", c="k", lw=1, label=f"best layer {summary['best_layer']}")
+    coincident = summary.get("coincident_layers") or []
+    if coincident:
+        ax.scatter(coincident, [0.01] * len(coincident), marker="x", c="r", label="points coincide (ties)")
     ax.set(xlabel="layer (hidden-state index)", ylabel="mean TD", ylim=(0, 1.02),
            title=f"{summary['model']} · {summary['family']}: concept decodability")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -42,7 +42,7 @@ def series_table(summaries: list[tuple[str, dict]]) -> pd.DataFrame:
 def run_checkpoint_series(load: Callable[[str], LoadedModel], revisions: list[str], family_name: str,
                           family: TaskFamily, shots: list[int], prompts_per_concept: int, seed: int, out: Path,
                           state_concept: bool = False, k: int = 10, progress=None, batch_size: int = 16,
-                          settings: dict | None = None) -> pd.DataFrame:
+                          settings: dict | None = None, fmt=None, fit_format: bool = True) -> pd.DataFrame:
     """Run the study for every revision (`load(revision)` gives the model) and draw the series."""
     from conceptlens.llm.encoding import figures
 
@@ -60,7 +60,7 @@ def run_checkpoint_series(load: Callable[[str], LoadedModel], revisions: list[st
         lm.name = f"{lm.name}@{label}" if not expand_user(revision).exists() else lm.name
         summary = run_study(lm, family_name, family, shots, prompts_per_concept, seed, out / f"revision={label}",
                             state_concept=state_concept, k=k, progress=progress, batch_size=batch_size,
-                            settings={**(settings or {}), "revision": revision})
+                            settings={**(settings or {}), "revision": revision}, fmt=fmt, fit_format=fit_format)
         summaries.append((label, summary))
         del lm
     table = series_table(summaries)

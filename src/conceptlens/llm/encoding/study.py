@@ -7,14 +7,14 @@ at the largest shots, and held out); a linear fit of accuracy against TD across 
 bootstrap interval; pairwise TD and a UMAP of the best layer. Each shots value is a stage saved
 with a checksum, so a rerun skips finished stages. DECISION: Null is left out of the
 accuracy-vs-TD fit (its "accuracy" is matching random outputs), but kept in TD and the figures.
+The prompt format is fitted to the tokenizer first (`prompts.fit_format_to_tokenizer`: a
+whitespace-only first answer token moves into the separator), and summary.json records the format
+used. With fewer than 2(k + 1) prompts per concept only the held-out layer choice is skipped (noted).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,27 +24,12 @@ import torch
 from conceptlens.decodability import (bootstrap_ci, heldout_layer_choice, pairwise_decodability, shuffled_control,
                                       task_decodability)
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.generation import greedy_answers
+from conceptlens.llm.encoding.controls import control_columns, study_controls
+from conceptlens.llm.encoding.stages import Stage, run_stage, stage_path  # noqa: F401  (stage_path re-exported)
 from conceptlens.models.loader import LoadedModel
-from conceptlens.prompts import Prompt, sample_prompts
-from conceptlens.storage import load_tensors, safetensors_metadata, save_tensors, verify_checksum, write_json, write_table
+from conceptlens.prompts import PromptFormat, fit_format_to_tokenizer, sample_prompts
+from conceptlens.storage import write_json, write_table
 from conceptlens.tasks.family import NULL, TaskFamily
-
-
-@dataclass
-class Stage:
-    """One shots value: prompts, labels and what the model did with them."""
-
-    shots: int
-    prompts: list[Prompt]
-    labels: list[str]
-    activations: torch.Tensor | None = None  # [layers, N, d_model], float16-rounded
-    layers: list[int] | None = None
-    completions: list[str] | None = None
-    correct: np.ndarray | None = None
-    seconds: float = 0.0  # wall time of generation
-    cpu_seconds: float = 0.0  # CPU time of this process during generation (all threads)
-    resumed: bool = False
 
 
 def check_settings(family: TaskFamily, shots: list[int], prompts_per_concept: int, k: int = 10) -> None:
@@ -56,22 +41,35 @@ def check_settings(family: TaskFamily, shots: list[int], prompts_per_concept: in
     if len(family.concepts) < 2:
         raise ConceptLensError(f"family '{family.name}' has {len(family.concepts)} concept(s); TD needs at least two.",
                                "add concepts (or keep Null on).")
-    if prompts_per_concept < 2 * (k + 1):
-        raise ConceptLensError(f"{prompts_per_concept} prompts per concept are too few for k = {k}: TD needs k + 1 "
-                               f"per concept in each half of the held-out layer choice, so {2 * (k + 1)} at least.",
-                               f"use --prompts-per-concept {max(2 * (k + 1), 100)}.")
+    if prompts_per_concept < k + 1:  # fewer than 2(k + 1): only the held-out layer choice is skipped
+        raise ConceptLensError(f"{prompts_per_concept} prompts per concept are too few for k = {k}: TD's leave-one-out "
+                               f"vote needs k + 1 = {k + 1} prompts of every concept.",
+                               f"use --prompts-per-concept {max(2 * (k + 1), 100)} (or at least {k + 1}), or a smaller --k.")
     family.validate(min_examples=max(shots) + 1)
 
 
+def study_format(tokenizer, family: TaskFamily, fmt: PromptFormat | None = None,
+                 fit: bool = True) -> tuple[PromptFormat, dict]:
+    """The prompt format a study uses, fitted to the tokenizer when `fit`, and what summary.json records
+    of it (`separator`, `answer_prefix`, `newline`, `fitted_to_tokenizer`: the note of the fit)."""
+    fmt = fmt or PromptFormat()
+    note = {"changed": False, "reason": "fit_format is off: the format is used as given."}
+    if fit:
+        fmt, note = fit_format_to_tokenizer(fmt, tokenizer, [e for ex in family.concepts.values() for e in ex])
+    return fmt, {"separator": fmt.separator, "answer_prefix": fmt.answer_prefix, "newline": fmt.newline,
+                 "fitted_to_tokenizer": note}
+
+
 def plan_study(lm: LoadedModel, family: TaskFamily, shots: list[int], prompts_per_concept: int, seed: int,
-               state_concept: bool = False, k: int = 10) -> list[Stage]:
+               state_concept: bool = False, k: int = 10, fmt: PromptFormat = PromptFormat()) -> list[Stage]:
     """Check every setting and sample every prompt; raises ConceptLensError before anything is written."""
     check_settings(family, shots, prompts_per_concept, k)
     stages = []
     for n_shots in sorted(shots):
         prompts, labels = [], []
         for concept in family.concept_names:
-            prompts += sample_prompts(family, concept, prompts_per_concept, n_shots, seed, state_concept=state_concept)
+            prompts += sample_prompts(family, concept, prompts_per_concept, n_shots, seed, fmt=fmt,
+                                      state_concept=state_concept)
             labels += [concept] * prompts_per_concept
         stages.append(Stage(n_shots, prompts, labels))
     limit = getattr(lm.model.config, "max_position_embeddings", None)
@@ -81,92 +79,6 @@ def plan_study(lm: LoadedModel, family: TaskFamily, shots: list[int], prompts_pe
         raise ConceptLensError(f"a {stages[-1].shots}-shot prompt has {n_tokens} tokens; the model's context is {limit}.",
                                "use fewer shots.")
     return stages
-
-
-@torch.inference_mode()
-def weights_signature(model) -> str:
-    """A cheap signature of the weights (sum and count of every parameter): finetuned != pretrained.
-
-    Summed in float64 and printed to 9 digits, so the thread count (summation order) does not change it.
-    """
-    total, count = 0.0, 0
-    for param in model.parameters():
-        total += float(param.detach().sum(dtype=torch.float64))
-        count += param.numel()
-    return f"{count}:{total:.8e}"
-
-
-def _fingerprint(lm: LoadedModel, family_name: str, stage: Stage) -> str:
-    digest = hashlib.sha256(json.dumps([lm.name, family_name, stage.shots, str(lm.model.dtype),
-                                        weights_signature(lm.model)]).encode())
-    for prompt, label in zip(stage.prompts, stage.labels):
-        digest.update(json.dumps([prompt.text, prompt.answer, label]).encode())
-    return digest.hexdigest()[:24]
-
-
-def stage_path(out: Path, shots: int) -> Path:
-    """One finished stage: `activations` [layers, N, d_model] float16 at the query separator, `layers`
-    (HF hidden-state indices), `labels` [N] (codes into the JSON list in metadata `concepts`),
-    `correct` [N]; metadata also holds `completions` and a fingerprint of model, weights and prompts.
-    `conceptlens.activations.capture.load_activations` reads it."""
-    return out / f"activations_shots{shots}.safetensors"
-
-
-def _load_stage(path: Path, stage: Stage, fingerprint: str) -> bool:
-    """Fill `stage` from a finished stage file; False if absent, torn or from other settings."""
-    if not path.exists():
-        return False
-    try:
-        verify_checksum(path)
-        meta = safetensors_metadata(path)
-    except ConceptLensError:
-        return False
-    if meta.get("fingerprint") != fingerprint:
-        return False
-    tensors = load_tensors(path)
-    stage.activations = tensors["activations"]
-    stage.layers = tensors["layers"].tolist()
-    stage.correct = tensors["correct"].numpy().astype(bool)
-    stage.completions = json.loads(meta["completions"])
-    timing = _timing_path(path)
-    times = json.loads(timing.read_text()) if timing.exists() else meta  # older files kept it in the metadata
-    stage.seconds = float(times.get("seconds", 0.0))
-    stage.cpu_seconds = float(times.get("cpu_seconds", 0.0))
-    stage.resumed = True
-    return True
-
-
-def run_stage(lm: LoadedModel, family_name: str, stage: Stage, out: Path, batch_size: int = 16, progress=None) -> Stage:
-    """Generate and capture every hidden-state layer for one shots value, or load a finished stage."""
-    path = stage_path(out, stage.shots)
-    fingerprint = _fingerprint(lm, family_name, stage)
-    if _load_stage(path, stage, fingerprint):
-        return stage
-    start, cpu = time.perf_counter(), time.process_time()
-    result = greedy_answers(lm, stage.prompts, batch_size=batch_size, capture_layers=list(range(lm.n_layers + 1)),
-                            progress=progress)
-    stage.seconds, stage.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    activations = result.activations.to(torch.float16)
-    if not torch.isfinite(activations).all():
-        raise ConceptLensError("activations overflow float16.", "report this: the study stores activations as float16.")
-    stage.activations, stage.layers = activations, result.layers
-    stage.completions, stage.correct = result.completions, result.correct
-    concepts = list(dict.fromkeys(stage.labels))
-    codes = torch.tensor([concepts.index(label) for label in stage.labels])
-    # wall time goes beside the activations, not in them, so two runs write the same bytes
-    write_json(_timing_path(path), {"seconds": round(stage.seconds, 3), "cpu_seconds": round(stage.cpu_seconds, 3)})
-    save_tensors(path, {"activations": activations, "layers": torch.tensor(result.layers), "labels": codes,
-                        "correct": torch.tensor(result.correct, dtype=torch.uint8)},
-                 metadata={"fingerprint": fingerprint, "concepts": json.dumps(concepts),
-                           "completions": json.dumps(result.completions), "shots": str(stage.shots),
-                           "model": lm.name, "family": family_name,
-                           "format": "conceptlens.activations.v1", "role": "query_separator"},
-                 checksum=True)
-    return stage
-
-
-def _timing_path(path: Path) -> Path:
-    return path.with_name(path.name.removesuffix(".safetensors") + ".timing.json")
 
 
 def fit_accuracy_vs_td(td: np.ndarray, accuracy: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -231,9 +143,13 @@ def analyse(stages: list[Stage], model: str, family_name: str, seed: int, k: int
     n_layers = len(last.layers) - 1
     summary = {"model": model, "family": family_name, "best_layer": best, "best_layer_fraction": best / n_layers,
                "best_layer_heldout": heldout["best_layer_heldout"], "td_heldout": heldout["td_heldout"],
-               "td_at_choice_split": heldout["td_at_choice_split"], "r2": fits[last.shots]["r2"],
+               "td_at_choice_split": heldout["td_at_choice_split"],
+               "heldout_layer_choice": {"skipped": heldout["skipped"], "note": heldout["note"]},
+               "r2": fits[last.shots]["r2"],
                "r2_ci95": fits[last.shots]["r2_ci95"], "n_layers": n_layers, "chance": results[last.shots].chance,
                "td_shuffled_labels": shuffled, "concepts": results[last.shots].concepts,
+               "coincident_layers": [int(layer) for layer, flat in zip(results[last.shots].layers,
+                                                                       results[last.shots].degenerate) if flat],
                "mean_td_best_layer": {str(s): v["td_best_layer"] for s, v in per_shots.items()},
                "per_shots": {str(s): v for s, v in per_shots.items()}, "fits": {str(s): v for s, v in fits.items()}}
     return {"summary": summary, "decodability": decodability, "accuracy": accuracy, "pairwise": pairwise,
@@ -258,19 +174,27 @@ def umap_embedding(points: np.ndarray, seed: int) -> np.ndarray:
 
 def run_study(lm: LoadedModel, family_name: str, family: TaskFamily, shots: list[int], prompts_per_concept: int,
               seed: int, out: Path, state_concept: bool = False, k: int = 10, progress=None,
-              batch_size: int = 16, settings: dict | None = None) -> dict:
-    """Run (or resume) the whole study into `out`; returns the summary dict (also `summary.json`)."""
+              batch_size: int = 16, settings: dict | None = None, fmt: PromptFormat | None = None,
+              fit_format: bool = True) -> dict:
+    """Run (or resume) the whole study into `out`; returns the summary dict (also `summary.json`).
+
+    `fmt` (default `PromptFormat()`) is fitted to the tokenizer first unless `fit_format` is False."""
     from conceptlens.llm.encoding import figures
 
     started = time.perf_counter()
-    stages = plan_study(lm, family, shots, prompts_per_concept, seed, state_concept, k)
+    check_settings(family, shots, prompts_per_concept, k)  # before the format fit reads the family
+    fmt, format_record = study_format(lm.tokenizer, family, fmt, fit_format)
+    stages = plan_study(lm, family, shots, prompts_per_concept, seed, state_concept, k, fmt=fmt)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stage in stages:
         run_stage(lm, family_name, stage, out, batch_size=batch_size, progress=progress)
     analysis_start = time.perf_counter()
     result = analyse(stages, lm.name, family_name, seed, k)
-    write_table(out / "decodability.csv", result["decodability"])
+    controls, result["summary"]["surface_control"] = study_controls(lm, stages, result["results"],
+                                                                     result["summary"]["best_layer"], k, seed)
+    write_table(out / "surface_control.csv", controls.assign(model=lm.name, family=family_name))
+    write_table(out / "decodability.csv", control_columns(result["decodability"], controls))
     write_table(out / "accuracy.csv", result["accuracy"])
     write_table(out / "pairwise.csv", result["pairwise_long"])
     generations = pd.concat([pd.DataFrame({"model": lm.name, "family": family_name, "shots": s.shots,
@@ -288,6 +212,7 @@ def run_study(lm: LoadedModel, family_name: str, family: TaskFamily, shots: list
     figures_start = time.perf_counter()
     figures.draw_study(out, result, umap_frame)
     summary = result["summary"]
+    summary["format"] = format_record
     summary["timings"] = {"generation_seconds": {str(s.shots): s.seconds for s in stages},
                           "generation_cpu_seconds": {str(s.shots): s.cpu_seconds for s in stages},
                           "analysis_seconds": analysis_seconds, "umap_seconds": umap_seconds, "figures_seconds": time.perf_counter() - figures_start,

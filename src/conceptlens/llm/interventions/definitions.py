@@ -1,8 +1,8 @@
 """Causal interventions at one token: replace or add a vector in the residual stream.
 
-The paper's test of concept encoding (section 4): at the peak layer, at the token right before the
-answer, replace the activation of a k-shot prompt with the mean activation of the correct concept
-(positive) or of Null (negative), and see ICL accuracy rise or fall. `ReplaceWith` and `AddVector`
+The paper's test of concept encoding (section 4, Appendix C): at the peak layer, at the token right
+before the answer, add to the activation of a k-shot prompt the mean activation of the correct
+concept (positive) or of Null (negative), and see ICL accuracy rise or fall. `ReplaceWith` and `AddVector`
 are small edit functions for `conceptlens.hooks.Trace` (pyvene-like classes, tiny); each counts its
 calls and remembers the positions it touched, so a run can prove where its edits landed.
 DECISION: the concept means come from held-out prompts (other examples than those evaluated), at

@@ -1,0 +1,1 @@
+"""Model ladder: the encoding study across model sizes (issue 20)."""
