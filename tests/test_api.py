@@ -241,3 +241,24 @@ def test_smollm2_capture_equals_output_hidden_states_left_padded():
             alone = lm.model(ids, output_hidden_states=True).hidden_states
         assert torch.allclose(acts[:, i], torch.stack([s[0, -1] for s in alone]), atol=1e-4, rtol=1e-4), text
         assert torch.allclose(acts[:, i], torch.stack([s[i, -1] for s in padded]), atol=1e-4, rtol=1e-4), text
+
+
+def _words_folder(tmp_path: Path) -> str:
+    from word_tasks import word_family
+
+    folder = tmp_path / "words"
+    folder.mkdir()
+    for concept, examples in word_family(null=False).concepts.items():
+        (folder / f"{concept}.json").write_text(json.dumps([{"input": e.input, "output": e.output} for e in examples]))
+    return str(folder)
+
+
+def test_transfer_and_ladder_from_python(tiny_folder, tmp_path, fast_umap):
+    words = _words_folder(tmp_path)
+    lm = cl.load_model(str(tiny_folder))
+    result = cl.transfer(lm, words, shots=2, prompts_per_concept=4, k=2, out=tmp_path / "transfer", progress=False)
+    assert (tmp_path / "transfer" / "transfer.csv").exists() and result["folder"] == tmp_path / "transfer"
+    assert set(result["summary"]) >= {"best_transfer_layer", "best_td_layer"}
+    table = cl.ladder([str(tiny_folder)], [words], tmp_path / "ladder", shots=[2], prompts_per_concept=8, k=3)
+    ours = table[table.source == "ours"]
+    assert list(ours.status) == ["done"] and ours.n_layers.iloc[0] == 3

@@ -14,7 +14,7 @@ imports no torch; see docs/api.md.
 __version__ = "0.1.0"
 
 _API = ("load_model", "load_family", "few_shot_prompts", "task_decodability", "encoding_study", "interventions",
-        "finetune", "train_synthetic", "analyze_synthetic", "LanguageModel", "EncodingResult", "InterventionResult",
+        "finetune", "transfer", "ladder", "train_synthetic", "analyze_synthetic", "LanguageModel", "EncodingResult", "InterventionResult",
         "FinetuneResult", "SyntheticAnalysis", "ModelSpec", "EncodingStudySpec", "InterventionSpec", "FinetuneSpec",
         "PromptFormat", "Prompt", "ConceptLensError")
 

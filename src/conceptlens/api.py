@@ -25,7 +25,7 @@ from conceptlens.specs import EncodingStudySpec, FinetuneSpec, InterventionSpec,
 from conceptlens.tasks.family import TaskFamily
 
 __all__ = ["load_model", "load_family", "few_shot_prompts", "task_decodability", "encoding_study", "interventions",
-           "finetune", "train_synthetic", "analyze_synthetic", "LanguageModel", "EncodingResult", "InterventionResult",
+           "finetune", "transfer", "ladder", "train_synthetic", "analyze_synthetic", "LanguageModel", "EncodingResult", "InterventionResult",
            "FinetuneResult", "SyntheticAnalysis", "ModelSpec", "EncodingStudySpec", "InterventionSpec", "FinetuneSpec",
            "PromptFormat", "Prompt", "ConceptLensError"]
 
@@ -240,3 +240,41 @@ def analyze_synthetic(run: str | Path, **options):
     from conceptlens.synthetic.analysis import analyze
 
     return analyze(Path(run).expanduser(), **options)
+
+
+def transfer(lm, family, shots: int | None = None, layers: Sequence[int] | str | None = None,
+             prompts_per_concept: int | None = None, *, seed: int | None = None, out: str | Path | None = None,
+             batch_size: int = 16, progress: bool = True, **settings) -> dict:
+    """Task vectors patched into zero-shot prompts at every layer, beside TD (`llm transfer`).
+
+        result = cl.transfer(lm, "bitwise", shots=4, prompts_per_concept=50)
+        result["transfer"].head(); result["summary"]["best_transfer_layer"]
+    Returns {"transfer": rows, "td": rows, "summary": dict, "folder": Path}.
+    """
+    from conceptlens.experiments import transfer as run, transfer_families
+    from conceptlens.specs import TransferSpec
+
+    lm = as_language_model(lm)
+    values = _given(shots=shots, layers=list(layers) if layers is not None and not isinstance(layers, str) else layers,
+                    prompts_per_concept=prompts_per_concept, seed=seed, **settings)
+    spec = build(TransferSpec, family=str(getattr(family, "origin", {}).get("family", family)), **values)
+    transfer_families(spec)  # a bad family fails before any folder exists
+    record = {"model": lm.model_spec.model_dump(), "transfer": spec.model_dump()}
+    with _run_folder(out, "transfer", record, progress) as (folder, bar):
+        rows, td, summary = run(lm, spec, folder, batch_size=batch_size, progress=bar)
+    return {"transfer": rows, "td": td, "summary": summary, "folder": folder}
+
+
+def ladder(models: Sequence[str], families: Sequence[str] = ("pos", "bitwise"), out: str | Path | None = None, *,
+           ray: bool = False, **settings):
+    """The encoding study on each model, then the scaling table beside the paper's models (`llm ladder`).
+
+        table = cl.ladder(["smollm2-135m", "qwen2.5-coder-0.5b"], ["bitwise"], "runs/ladder")
+    `settings`: any other field of `LadderSpec` (shots, prompts_per_concept, dtype, ...); returns ladder.csv's frame.
+    """
+    from conceptlens.llm.ladder.run import run_ladder
+    from conceptlens.specs import LadderSpec
+
+    spec = build(LadderSpec, models=list(models), families=list(families), **settings)
+    folder = Path(out).expanduser() if out is not None else Path(tempfile.mkdtemp(prefix="conceptlens-ladder-"))
+    return run_ladder(spec, folder, ray=ray)

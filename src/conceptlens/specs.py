@@ -61,6 +61,20 @@ def visible_separator(separator: str) -> str:
     return separator
 
 
+class _PromptFormatFields(_Strict):
+    """The prompt format of an experiment (`prompts.PromptFormat`): the edit or read hits the separator's last
+    token; `fit_format` moves a whitespace-only first answer token into the separator (prompts.py)."""
+
+    separator: str = " ->"
+    answer_prefix: str = " "
+    fit_format: bool = True
+
+    @field_validator("separator")
+    @classmethod
+    def _visible_separator(cls, separator: str) -> str:
+        return visible_separator(separator)
+
+
 class ModelSpec(_Strict):
     """Which model, and how it is loaded (`models.from_spec.load_model`)."""
 
@@ -83,7 +97,7 @@ class ModelSpec(_Strict):
         return one_of("load_in", load_in, ("8bit", "4bit", None))
 
 
-class EncodingStudySpec(_Strict):
+class EncodingStudySpec(_PromptFormatFields):
     """TD x layers x shots, ICL accuracy (paper 4.1-4.2)."""
 
     family: str  # pos | bitwise | a folder of concept files
@@ -94,14 +108,6 @@ class EncodingStudySpec(_Strict):
     null: bool = True
     state_concept: bool = False
     k: int = Field(10, ge=1)  # neighbours of the kNN vote
-    separator: str = " ->"  # prompts.PromptFormat: TD is read at its last token
-    answer_prefix: str = " "
-    fit_format: bool = True  # move a whitespace-only first answer token into the separator (prompts.py)
-
-    @field_validator("separator")
-    @classmethod
-    def _visible_separator(cls, separator: str) -> str:
-        return visible_separator(separator)
 
     @field_validator("shots")
     @classmethod
@@ -123,7 +129,7 @@ class EncodingStudySpec(_Strict):
         return self
 
 
-class InterventionSpec(_Strict):
+class InterventionSpec(_PromptFormatFields):
     """Add (or write) a concept mean at the query-token activation (paper 4.3, Appendix C)."""
 
     family: str
@@ -136,25 +142,15 @@ class InterventionSpec(_Strict):
     means_per_concept: int | None = Field(None, ge=1)  # held-out prompts per concept (means, TD sweep); None: as evaluated
     cross_at: Literal["peak", "all"] = "peak"  # the cross-concept matrix at the TD peak only, or at every layer
     max_sweep_layers: int = Field(6, ge=1)  # "sweep": at most this many layers, evenly spaced over the TD rise
-    fit_format: bool = True  # move a whitespace-only first answer token into the separator (as the study does)
     seed: int = 0
-    separator: str = " ->"  # the edit hits its last token
-    answer_prefix: str = " "
 
     @field_validator("mode", mode="before")
     @classmethod
     def _known_mode(cls, mode):
         return one_of("mode", mode, ("add", "add_centered", "replace"), label="intervention mode")
 
-    @field_validator("separator")
-    @classmethod
-    def _visible_separator(cls, separator: str) -> str:
-        if not separator.strip():
-            raise ConceptLensError("`separator` must contain a visible character.", "use e.g. separator=' ->'.")
-        return separator
 
-
-class FinetuneSpec(_Strict):
+class FinetuneSpec(_PromptFormatFields):
     """Layer-selective finetuning (LoRA or full), TD and accuracy before vs after (paper 4.4)."""
 
     family: str
@@ -172,14 +168,6 @@ class FinetuneSpec(_Strict):
     checkpoint_every: int = Field(25, ge=1)
     evaluations: int = Field(4, ge=0)
     k: int = Field(10, ge=1)
-    separator: str = " ->"  # prompts.PromptFormat, in training and evaluation alike
-    answer_prefix: str = " "
-    fit_format: bool = True
-
-    @field_validator("separator")
-    @classmethod
-    def _visible_separator(cls, separator: str) -> str:
-        return visible_separator(separator)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -192,7 +180,7 @@ class FinetuneSpec(_Strict):
         return self
 
 
-class TransferSpec(_Strict):
+class TransferSpec(_PromptFormatFields):
     """Task-vector transfer (Hendel et al. 2023) beside TD on every layer (`llm.transfer`)."""
 
     family: str  # pos | bitwise | a folder of concept files; task vectors from its train split, inputs from test
@@ -201,16 +189,6 @@ class TransferSpec(_Strict):
     prompts_per_concept: int = Field(50, ge=2)  # test inputs per concept (each with fresh demonstrations)
     seed: int = 0
     k: int = Field(10, ge=1)  # neighbours of TD's kNN vote (capped at prompts_per_concept - 1)
-    separator: str = " ->"  # the task vector is read at, and written over, its last token
-    answer_prefix: str = " "
-    fit_format: bool = True  # move a whitespace-only first answer token into the separator (prompts.py)
-
-    @field_validator("separator")
-    @classmethod
-    def _visible_separator(cls, separator: str) -> str:
-        if not separator.strip():
-            raise ConceptLensError("`separator` must contain a visible character.", "use e.g. separator=' ->'.")
-        return separator
 
 
 class LadderSpec(_Strict):

@@ -12,7 +12,7 @@ from conceptlens.study.reproduce import ReproduceSettings, build_stages
 
 
 def tiny_settings(model: str) -> ReproduceSettings:
-    from conceptlens.study.reproduce import FinetuneStage, InterventionStage, StudyStage, SyntheticStage
+    from conceptlens.study.reproduce import FinetuneStage, InterventionStage, StudyStage, SyntheticStage, TransferStage
 
     return ReproduceSettings(model={"name": model}, families=["bitwise"], batch_size=32,
                              synthetic=SyntheticStage(shipped="quick-seed0",
@@ -21,7 +21,8 @@ def tiny_settings(model: str) -> ReproduceSettings:
                              study=StudyStage(shots=[1, 2], prompts_per_concept=24),
                              intervention=InterventionStage(shots=2, prompts_per_concept=12, replicates=2),
                              finetune=FinetuneStage(layers=["first:1", "last:1"], train_samples=8, shots=2,
-                                                    prompts_per_concept=24))
+                                                    prompts_per_concept=24),
+                             transfer=TransferStage(shots=2, prompts_per_concept=4, layers=[1, 3]))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def test_every_stage_finishes(study_run, tiny_folder):
         assert (out / status[name]["folder"] / "DONE").is_file(), name
     for path in ("llm/bitwise/decodability.csv", "llm/bitwise_stated/accuracy.csv",
                  "interventions/bitwise/interventions.csv", "finetune/bitwise_first1/summary.json",
-                 "finetune/bitwise_last1/summary.json", "comparison/comparison.csv", "synthetic/analysis"):
+                 "finetune/bitwise_last1/summary.json", "comparison/comparison.csv", "synthetic/analysis",
+                 "transfer/bitwise/transfer.csv"):
         assert (out / path).exists(), path
     record = json.loads((out / "interventions/bitwise/interventions.json").read_text())
     assert record  # the edit record (layer, component, token) is written
@@ -57,6 +59,23 @@ def test_rerun_skips_finished_stages_and_report_covers_them(study_run, tiny_fold
     html = write_report(out).read_text()
     for section in ("interventions", "finetun", "synthetic"):
         assert section in html.lower()
+    assert html.index("Findings beside the paper") < html.index('id="stages"')  # findings first, stage times last
+
+
+def test_the_findings_table_judges_every_finding_beside_its_control(study_run):
+    from conceptlens.report.findings import findings_table
+
+    out, _ = study_run
+    table = findings_table(out)
+    findings = {row[0].text: row for row in table.rows}
+    verdicts = {"holds", "holds at the best block only", "does not hold", "not distinguishable from the control",
+                "not measured"}
+    assert {row[5].text for row in table.rows} <= verdicts
+    assert "TD exceeds the answers' surface" in findings and "mean answer embedding" in findings[
+        "TD exceeds the answers' surface"][4].text
+    assert "random vector" in findings["own concept's mean helps, Null's hurts"][4].text
+    assert "the encoding emerges in training, bases separating in stages" in findings
+    assert findings_table(out / "llm" / "bitwise") is None  # only a reproduce folder has findings
 
 
 def test_presets_finetune_the_peak_groups_and_carry_the_prompt_format(tmp_path):

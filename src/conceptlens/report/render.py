@@ -15,6 +15,7 @@ from conceptlens.errors import ConceptLensError
 from conceptlens.report import paper_values
 from conceptlens.report.collect import collect
 from conceptlens.report.environment import versions
+from conceptlens.report.findings import findings_table
 from conceptlens.report.template import CSS, TEMPLATE
 from conceptlens.storage import write_text
 
@@ -32,7 +33,7 @@ def render_report(run: str | Path) -> str:
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = environment.from_string(TEMPLATE)
     return template.render(css=CSS, run_name=run.resolve().name, run_path=str(run), sections=sections,
-                           stages=stages, sweep=sweep, software=software, version=version,
+                           findings=findings_table(run), stages=stages, sweep=sweep, software=software, version=version,
                            paper=paper_values.PAPER, created=time.strftime("%Y-%m-%d %H:%M"))
 
 

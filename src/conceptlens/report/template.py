@@ -47,6 +47,8 @@ td.status-done { color: var(--good); } td.status-failed { color: var(--bad); fon
 tr:nth-child(even) td { background-color: #fbfbfc; } tr:nth-child(even) td.best { background: #e7f3ec; }
 .note { font-size: .85rem; color: var(--muted); margin-top: .2rem; }
 .warn { color: var(--bad); }
+td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); font-weight: 600; }
+td.warn { color: var(--paper); font-weight: 600; }
 .numbers { columns: 2 22rem; column-gap: 2.5rem; font-size: .9rem; }
 .kv { display: flex; justify-content: space-between; gap: 1rem; break-inside: avoid; padding: .1rem 0;
       border-bottom: 1px dotted var(--line); }
@@ -87,13 +89,14 @@ TEMPLATE = """<!DOCTYPE html>
 </div></header>
 <main class="wrap">
 <nav class="toc" aria-label="contents"><b>Contents</b><ol>
-{% if stages %}<li><a href="#stages">Stages and time</a></li>{% endif %}
+{% if findings %}<li><a href="#findings">Findings beside the paper</a></li>{% endif %}
 {% if sweep %}<li><a href="#sweep">Sweep cells</a></li>{% endif %}
 {% for section in sections %}<li class="depth-{{ section.depth }}"><a href="#{{ section.anchor }}">{{ section.title }}</a>{% if section.relative %} <span class="path">{{ section.relative }}/</span>{% endif %}</li>
-{% endfor %}<li><a href="#software">Software</a></li>
+{% endfor %}{% if stages %}<li><a href="#stages">Stages and time</a></li>{% endif %}
+<li><a href="#software">Software</a></li>
 </ol></nav>
 {% if not sections %}<p class="warn">This folder holds no figures, tables or results yet.</p>{% endif %}
-{% if stages %}<section id="stages"><h2>Stages and time</h2>{{ table(stages) }}</section>{% endif %}
+{% if findings %}<section id="findings"><h2>Findings beside the paper</h2>{{ table(findings) }}</section>{% endif %}
 {% if sweep %}<section id="sweep"><h2>Sweep cells</h2>{{ table(sweep) }}</section>{% endif %}
 {% for section in sections %}
 <section id="{{ section.anchor }}">
@@ -115,6 +118,7 @@ TEMPLATE = """<!DOCTYPE html>
 {% if section.settings %}<h3>Settings</h3>{% for name, text in section.settings %}<details><summary>{{ name }}</summary><pre>{{ text }}</pre></details>{% endfor %}{% endif %}
 </section>
 {% endfor %}
+{% if stages %}<section id="stages"><h2>Stages and time</h2>{{ table(stages) }}</section>{% endif %}
 <section id="software"><h2>Software</h2>
 <p class="tcap">versions in the environment that wrote this report</p>
 <div class="table-wrap"><table><tbody>

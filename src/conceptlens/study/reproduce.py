@@ -2,19 +2,21 @@
 
 Stages: the synthetic emergence run (train + analyze), TD and ICL accuracy for the POS and
 bitwise families at 1/4/10 shots, the prompting variant (concept stated), interventions over the
-TD rise, LoRA on the first vs last layers, the comparison table, and the HTML report.
+TD rise, LoRA on the blocks before vs after the TD peak, the comparison table, task-vector transfer
+beside TD (beyond the paper), and the HTML report.
 `--quick` is sized for 2 CPU cores on the embedded SmolLM2; `--full` is the paper's scale (GPU).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conceptlens.progress import progress_bar
 from conceptlens.runs import RunFolder, folder_done
-from conceptlens.specs import EncodingStudySpec, FinetuneSpec, InterventionSpec, ModelSpec, build
+from conceptlens.specs import EncodingStudySpec, FinetuneSpec, InterventionSpec, ModelSpec, TransferSpec, build
 from conceptlens.study.stages import Stage, run_stages
 
 
@@ -78,6 +80,17 @@ class FinetuneStage(_Strict):
                      **self.model_dump(exclude={"layers"}), **(fmt or {}))
 
 
+class TransferStage(_Strict):
+    """Task-vector transfer beside TD at every layer (beyond the paper: decodable vs. usable, issue 17)."""
+
+    shots: int = 4
+    prompts_per_concept: int = 50
+    layers: list[int] | Literal["all"] = "all"
+
+    def spec(self, family: str, seed: int, fmt: dict | None = None) -> TransferSpec:
+        return build(TransferSpec, family=family, seed=seed, **self.model_dump(), **(fmt or {}))
+
+
 class PromptStage(_Strict):
     """The prompt format of every LM stage (`prompts.PromptFormat`), fitted to the tokenizer unless told not."""
 
@@ -97,6 +110,7 @@ class ReproduceSettings(_Strict):
     study: StudyStage = Field(default_factory=StudyStage)
     intervention: InterventionStage = Field(default_factory=InterventionStage)
     finetune: FinetuneStage = Field(default_factory=FinetuneStage)
+    transfer: TransferStage = Field(default_factory=TransferStage)
     prompt: PromptStage = Field(default_factory=PromptStage)
 
     @model_validator(mode="after")
@@ -106,15 +120,16 @@ class ReproduceSettings(_Strict):
         for family in self.families:
             self.study.spec(family, self.seed, fmt=fmt), self.study.spec(family, self.seed, stated=True, fmt=fmt)
             intervention_spec(self, family)
+            self.transfer.spec(family, self.seed, fmt=fmt)
             for layers in self.finetune.layers:
                 self.finetune.spec(family, layers, self.seed, fmt=fmt)
         return self
 
 
 def intervention_spec(settings: ReproduceSettings, family: str) -> InterventionSpec:
-    """The intervention stage's spec with the settings' prompt format (fitting it is the intervention's own)."""
+    """The intervention stage's spec with the settings' prompt format (fitted to the tokenizer as the study's)."""
     spec = settings.intervention.spec(family, settings.seed)
-    format_values = settings.prompt.model_dump(exclude={"fit_format"})
+    format_values = settings.prompt.model_dump()
     return build(InterventionSpec, **{**spec.model_dump(), **format_values})
 
 
@@ -128,7 +143,8 @@ def preset(name: str, model: str | None = None, dtype: str | None = None, device
                                  study=StudyStage(prompts_per_concept=24, stated_shots=[4]),
                                  intervention=InterventionStage(prompts_per_concept=24, replicates=2, max_sweep_layers=2),
                                  finetune=FinetuneStage(train_samples=QUICK_TRAIN_SAMPLES, prompts_per_concept=24,
-                                                        evaluations=0))
+                                                        evaluations=0),
+                                 transfer=TransferStage(prompts_per_concept=12))
     elif name == "full":
         base = ReproduceSettings(synthetic=SyntheticStage(config="paper"))
     else:
@@ -202,10 +218,16 @@ def _family_stages(settings: ReproduceSettings, out: Path, lm: _Model, family: s
             experiments.interventions(lm(), intervention_spec(settings, family), folder, from_run=study_run,
                                       batch_size=settings.batch_size, progress=bar)
 
+    def transfer(folder: Path) -> None:
+        with progress_bar() as bar:
+            experiments.transfer(lm(), settings.transfer.spec(family, seed, fmt=fmt), folder,
+                                 batch_size=settings.batch_size, progress=bar)
+
     stages = [Stage(f"llm_{family}", f"llm/{family}", study),
               Stage(f"llm_{family}_stated", f"llm/{family}_stated", lambda folder: study(folder, stated=True)),
               Stage(f"interventions_{family}", f"interventions/{family}", intervene, needs=(f"llm_{family}",),
-                    kind="intervention")]
+                    kind="intervention"),
+              Stage(f"transfer_{family}", f"transfer/{family}", transfer, kind="transfer")]
     for layers in settings.finetune.layers:
         def finetune(folder: Path, layers: str = layers) -> None:
             with progress_bar() as bar:

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from conceptlens.llm.compare import best_layer, concept_stats, read_study
-from conceptlens.storage import atomic_path
 from conceptlens.tasks.family import NULL
 
 
@@ -27,10 +26,7 @@ def study_summary(run: str | Path, shots: int) -> dict:
 
 
 def plot_td_before_after(run: str | Path, shots: int) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from conceptlens.figures import plt, save_png
     from matplotlib.ticker import MaxNLocator
 
     run = Path(run)
@@ -56,7 +52,5 @@ def plot_td_before_after(run: str | Path, shots: int) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = run / "td_before_after.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path, tight=False)
     return path

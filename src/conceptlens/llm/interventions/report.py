@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from conceptlens.llm.interventions.conditions import MODE_TEXT
-from conceptlens.storage import atomic_path, write_json, write_table
+from conceptlens.storage import write_json, write_table
 from conceptlens.tasks.family import NULL
 
 MEAN = "mean"  # the concept name of the rows averaged over concepts
@@ -95,10 +95,7 @@ def run_record(model, family, mode, shots, seed, replicates, prompts_per_concept
 def plot(summary: pd.DataFrame, title: str):
     """Left: the mean accuracy change over concepts per layer (positive, negative, random; ± std over
     replicates). Right: per concept, the changes at the TD peak (else the last layer)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from conceptlens.figures import plt
 
     colours = {"positive": "#2b8cbe", "negative": "#e34a33", "random": "#969696"}
     labels = {"positive": "positive (own concept)", "negative": f"negative ({NULL})", "random": "random (same norm)"}
@@ -136,10 +133,7 @@ def plot(summary: pd.DataFrame, title: str):
 
 def plot_cross(cross: pd.DataFrame, title: str):
     """Per layer a source x target heatmap: % of prompts answering as the target (baseline in brackets)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from conceptlens.figures import plt
 
     layers = list(dict.fromkeys(cross["layer"]))
     names = list(dict.fromkeys(list(cross["source"]) + list(cross["target"])))
@@ -167,11 +161,9 @@ def plot_cross(cross: pd.DataFrame, title: str):
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from conceptlens.figures import save_png
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write_outputs(out: Path, frame: pd.DataFrame, record: dict, td: pd.DataFrame | None,

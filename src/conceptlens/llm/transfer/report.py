@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conceptlens.storage import atomic_path, write_json, write_table
+from conceptlens.storage import write_json, write_table
 
 THRESHOLDS = {"decodable_td_fraction_of_peak": 0.8, "near_zero_shot_points": 5.0,
               "usable_gain_fraction_of_icl_gain": 0.5, "undecodable_fraction_of_peak_above_chance": 0.5}
@@ -122,10 +122,7 @@ def _panel(ax, layers, td, curves: dict, zero: float, icl: float, chance: float,
 
 def plot(frame: pd.DataFrame, td: pd.DataFrame, summary: dict, title: str):
     """Averaged panel (parting layers shaded) above one small panel per concept; TD and accuracy share [0, 1]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from conceptlens.figures import plt
 
     concepts = list(dict.fromkeys(td.concept))
     columns = min(4, len(concepts))
@@ -169,13 +166,11 @@ def write_outputs(out: Path, frame: pd.DataFrame, td: pd.DataFrame, summary: dic
 
 def save_figure(out: Path, frame: pd.DataFrame, td: pd.DataFrame, summary: dict) -> None:
     """transfer.png (atomic write)."""
-    import matplotlib.pyplot as plt
+    from conceptlens.figures import save_png
 
     fig = plot(frame, td, summary, f"{summary['model']} · {summary['family']} · {summary['shots']}-shot task vectors "
                                    f"({summary['prompts_per_concept']} test prompts per concept)")
-    with atomic_path(out / "transfer.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, out / "transfer.png", dpi=110, tight=False)
 
 
 def redraw(out: Path) -> None:
