@@ -96,7 +96,7 @@ def check_remote_code(folder: str, trust_remote_code: bool) -> None:
     if isinstance(config, dict) and config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING_NAMES:
         raise ConceptLensError(f"{folder} ships its own model code (auto_map in config.json, model type "
                                f"'{config.get('model_type')}'), which runs only when you allow it.",
-                               "if you trust that code, add trust_remote_code=True; otherwise use another model.")
+                               "if you trust that code, allow it with `trust_remote_code`; otherwise use another model.")
 
 
 def check_hub_reachable(repo_id: str, revision: str | None = None, timeout: float = 5.0) -> None:
