@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # run as a script or imported: its helpers sit beside it
+
 METHODS = ("conceptlens", "hf_sorted", "hf", "nnsight", "transformer_lens_filtered", "transformer_lens_full")
 LABELS = {"conceptlens": "conceptlens capture_activations", "hf": "plain HF output_hidden_states",
           "hf_sorted": "plain HF output_hidden_states, conceptlens's sorted batches",
@@ -98,7 +99,7 @@ def child(method: str, prompts_file: Path, save: Path, threads: int, batch_size:
         from conceptlens.models import load_model
 
         lm = load_model(folder)
-        loaded = time.perf_counter()
+        loaded, cpu_loaded = time.perf_counter(), time.process_time()
         rss_loaded = peak_rss_mb()
         _, acts = capture_activations(lm.model, lm.layout, encoded, batch_size=batch_size,
                                       pad_id=tokenizer.pad_token_id)
@@ -115,7 +116,7 @@ def child(method: str, prompts_file: Path, save: Path, threads: int, batch_size:
             from nnsight import LanguageModel
 
             wrapped = LanguageModel(model, tokenizer=tokenizer)
-        loaded = time.perf_counter()
+        loaded, cpu_loaded = time.perf_counter(), time.process_time()
         rss_loaded = peak_rss_mb()
         with torch.no_grad():
             for rows in batches:
@@ -137,7 +138,7 @@ def child(method: str, prompts_file: Path, save: Path, threads: int, batch_size:
         from transformer_lens.model_bridge import TransformerBridge
 
         bridge = TransformerBridge.boot_transformers(folder, tokenizer=tokenizer)
-        loaded = time.perf_counter()
+        loaded, cpu_loaded = time.perf_counter(), time.process_time()
         rss_loaded = peak_rss_mb()
         names = (["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(n_layers - 1)]
                  + ["ln_final.hook_out"])
@@ -150,9 +151,10 @@ def child(method: str, prompts_file: Path, save: Path, threads: int, batch_size:
                 del cache
     else:
         raise SystemExit(f"unknown method {method}")
-    done = time.perf_counter()
+    done, cpu_done = time.perf_counter(), time.process_time()
     np.save(save, out)
     return {"method": method, "n": len(texts), "load_s": loaded - start, "capture_s": done - loaded,
+            "cpu_s": cpu_done - cpu_loaded, "lengths": [len(e) for e in encoded],
             "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_loaded, "threads": threads,
             "tokens": sum(len(e) for e in encoded), "min_len": min(map(len, encoded)),
             "max_len": max(map(len, encoded))}
@@ -236,68 +238,9 @@ def main() -> None:
                 result["max_abs_diff"] = float(np.abs(mine - theirs).max())
                 result["diff_ref"] = ref_key
                 result["ref_scale"] = float(np.abs(theirs).max())
+    from capture_report import write_report
+
     write_report(args, python, results, versions(python))
-
-
-def write_report(args, python: str, results: dict, vers: dict) -> None:
-    from conceptlens.storage import write_text
-
-    base = results.get("baseline", {}).get("resident_mb")
-    ok = {k: r for k, r in results.items() if "capture_s" in r}
-    for result in ok.values():
-        result["per_s"] = result["n"] / result["capture_s"]
-    ours = ok.get("conceptlens")
-    peers = {k: r for k, r in ok.items() if k not in ("conceptlens", "conceptlens_full", "hf_sorted")}
-    lines = [f"## Activation capture: SmolLM2-135M, all 31 layers at the last token, batches of {args.batch_size}", "",
-             f"Bitwise few-shot prompts (2-4 shots, {ours['min_len'] if ours else '?'}-"
-             f"{ours['max_len'] if ours else '?'} tokens). CPU, float32, {args.threads} torch thread(s), "
-             f"every method in its own process (`{python}`). Capture time excludes model loading (shown apart). "
-             f"Peak RSS is the process's maximum; the weights are memory-mapped, so the fair floor is "
-             f"'libraries + every weight paged in' = {base or float('nan'):.0f} MB (a process that only loads "
-             f"the model and reads every weight), and 'working MB' is peak RSS minus that floor. The difference "
-             f"column compares with plain HF run on the same batches (same padding).", "",
-             "| method | prompts | load s | capture s | prompts/s | conceptlens is x faster | peak RSS MB | "
-             "working MB | max abs diff (vs) |", "|---|---|---|---|---|---|---|---|---|"]
-    for key, result in results.items():
-        if key == "baseline":
-            continue
-        label = LABELS.get(key, key) if key != "conceptlens_full" else LABELS["conceptlens"]
-        if "error" in result:
-            lines.append(f"| {label} | - | - | - | - | - | - | - | not run: {result['error']} |")
-            continue
-        ratio = f"{ours['per_s'] / result['per_s']:.2f}" if ours and key != "conceptlens_full" else "-"
-        diff = f"{result['max_abs_diff']:.1e} ({result['diff_ref']})" if "max_abs_diff" in result else "-"
-        working = f"{result['peak_rss_mb'] - base:.0f}" if base else "-"
-        lines.append(f"| {label} | {result['n']} | {result['load_s']:.1f} | {result['capture_s']:.1f} | "
-                     f"{result['per_s']:.2f} | {ratio} | {result['peak_rss_mb']:.0f} | {working} | {diff} |")
-    if ours and peers:
-        fastest_key = max(peers, key=lambda k: peers[k]["per_s"])
-        lines += ["", f"- Throughput vs the fastest peer ({LABELS[fastest_key]}): "
-                      f"**{ours['per_s'] / peers[fastest_key]['per_s']:.2f}x** (target >= 1.5x)."]
-        if "hf_sorted" in ok:
-            lines.append(f"- vs plain HF on exactly our batches: {ours['per_s'] / ok['hf_sorted']['per_s']:.2f}x "
-                         "(what is left once sorting is given to HF too: skipping the LM head, ~21% of this "
-                         "model's compute; the rest of the forward pass is the same work).")
-        if "hf" in ok:
-            hf = ok["hf"]
-            lines.append(f"- Peak RSS vs plain HF: **{ours['peak_rss_mb'] / hf['peak_rss_mb']:.2f}** (target <= 0.5)"
-                         + (f"; working memory above the resident model: {ours['peak_rss_mb'] - base:.0f} MB vs "
-                            f"{hf['peak_rss_mb'] - base:.0f} MB = **{(ours['peak_rss_mb'] - base) / (hf['peak_rss_mb'] - base):.2f}**."
-                            if base else "."))
-        if "max_abs_diff" in ours:
-            lines.append(f"- Largest difference from plain HF on the same batches: {ours['max_abs_diff']:.1e} "
-                         f"(activations reach {ours['ref_scale']:.0f} in absolute value).")
-    if "conceptlens_full" in ok and ours:
-        full = ok["conceptlens_full"]
-        result_mb = 31 * full["n"] * 576 * 4 / 2**20
-        lines.append(f"- conceptlens on all {full['n']} prompts: {full['per_s']:.2f} prompts/s, peak RSS "
-                     f"{full['peak_rss_mb']:.0f} MB vs {ours['peak_rss_mb']:.0f} MB on {ours['n']} prompts; the result "
-                     f"itself ([31, {full['n']}, 576] float32) is {result_mb:.0f} MB, and the benchmark process holds "
-                     "a second copy to save it. With `out=` the result streams to disk in shards instead.")
-    lines += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in vers.items())}; Python {platform.python_version()}.",
-              ""]
-    write_text(args.out, "\n".join(lines))
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -55,12 +55,13 @@ def sklearn_loop(acts: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     return np.array(means)
 
 
-def timed(fn, repeats: int):
+def timed(fn, repeats: int, clock=time.perf_counter):
+    """Median and least time of `repeats` calls on `clock` (process CPU time at one thread), last value."""
     times, value = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         value = fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return float(np.median(times)), float(min(times)), value
 
 
@@ -95,16 +96,19 @@ def main() -> None:
     from conceptlens.decodability.knn import neighbours, vote
     from conceptlens.storage import write_text
 
+    from limits import matmul_peak, peak_line
+
     acts, labels, codes = make_activations(args.layers, args.points, args.dim, args.concepts)
+    clock = time.process_time if args.threads == 1 else time.perf_counter  # one thread, shared box: CPU time
     with threadpool_limits(args.threads):
-        ours_med, ours_min, ours = timed(lambda: task_decodability(acts, labels, k=args.k), args.repeats)
-        sk_med, sk_min, theirs = timed(lambda: sklearn_loop(acts, codes, args.k), args.repeats)
+        ours_med, ours_min, ours = timed(lambda: task_decodability(acts, labels, k=args.k), args.repeats, clock)
+        sk_med, sk_min, theirs = timed(lambda: sklearn_loop(acts, codes, args.k), args.repeats, clock)
         # exactness on one layer against refitting KNeighborsClassifier without each point
         from sklearn.neighbors import KNeighborsClassifier
 
         layer = args.layers // 2
         points = acts[layer].astype(np.float64)
-        start = time.perf_counter()
+        start = clock()
         loo, tied = [], []
         for i in range(len(points)):
             keep = np.arange(len(points)) != i
@@ -112,23 +116,29 @@ def main() -> None:
             loo.append(knn.predict(points[i:i + 1])[0])
             near = np.bincount(codes[keep][knn.kneighbors(points[i:i + 1], return_distance=False)[0]])
             tied.append((near == near.max()).sum() > 1)
-        refit_s = time.perf_counter() - start
+        refit_s = clock() - start
         loo, tied = np.array(loo), np.array(tied)
         mine = vote(codes[neighbours(points, args.k)], args.concepts)
     agree = float((mine == loo)[~tied].mean())
     blas = ", ".join(sorted({f"{i['internal_api']} {i.get('version')} ({i.get('threading_layer', '')})"
                              for i in threadpool_info()}))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    flops = 2 * args.layers * args.points ** 2 * args.dim  # every pair's distance, every layer
+    peak = matmul_peak(args.threads, "float32")
+    fraction = lambda seconds: f"{flops / seconds / 1e9:.1f} | {flops / seconds / peak:.3f}"  # noqa: E731
     lines = [f"## Concept decodability: {args.layers} layers x {args.points} points, d = {args.dim}, "
              f"{args.concepts} concepts, k = {args.k}", "",
-             f"Synthetic clustered activations (float32 in, float64 distances), {args.threads} BLAS thread(s) "
-             f"({blas}); median of {args.repeats} runs (min in brackets). Process peak RSS {peak:.0f} MB.", "",
-             "| method | seconds | ratio |", "|---|---|---|",
-             f"| conceptlens `task_decodability` (all layers, vectorised) | {ours_med:.2f} ({ours_min:.2f}) | 1.00 |",
+             f"Synthetic clustered activations, {args.threads} BLAS thread(s) ({blas}); median of {args.repeats} "
+             f"runs (min in brackets), {'CPU' if args.threads == 1 else 'wall'} seconds (load average "
+             f"{os.getloadavg()[0]:.1f}). Process peak RSS {rss:.0f} MB. FLOPs needed: 2 N² d per layer (all pairs), "
+             f"{flops / 1e9:.1f} GFLOP; {peak_line(args.threads)}.", "",
+             "| method | seconds | ratio | GFLOP/s | fraction of float32 peak |", "|---|---|---|---|---|",
+             f"| conceptlens `task_decodability` (all layers, vectorised) | {ours_med:.2f} ({ours_min:.2f}) | 1.00 | "
+             f"{fraction(ours_med)} |",
              f"| scikit-learn loop: `NearestNeighbors(k+1, brute)` per layer, drop self, vote | {sk_med:.2f} "
-             f"({sk_min:.2f}) | {sk_med / ours_med:.2f} |",
+             f"({sk_min:.2f}) | {sk_med / ours_med:.2f} | {fraction(sk_med)} |",
              f"| scikit-learn exact LOO: `KNeighborsClassifier` refit without each point, one layer only | "
-             f"{refit_s:.2f} | {refit_s * args.layers / ours_med:.0f} (projected to {args.layers} layers) |", "",
+             f"{refit_s:.2f} | {refit_s * args.layers / ours_med:.0f} (projected to {args.layers} layers) | - | - |", "",
              f"- conceptlens is **{sk_med / ours_med:.2f}x** the speed of the scikit-learn loop "
              f"(target: no slower, ratio >= 1).",
              f"- Mean TD per layer, conceptlens vs the loop: max difference "

@@ -71,7 +71,7 @@ def family_section(family: str, run: Path, wall: float, cpu: float, single: dict
     summary = json.loads((run / "summary.json").read_text())
     accuracy = pd.read_csv(run / "accuracy.csv")
     timings = summary["timings"]
-    lines = [f"## {family}", "",
+    lines = [f"### {family}", "",
              f"- `llm run` wall time (model load, {len(timings['generation_seconds'])} stages, analysis, UMAP, figures): "
              f"**{wall / 60:.1f} min** wall, {cpu / 60:.1f} min of CPU time; "
              f"generation per stage: " + ", ".join(f"{s} shots {t:.0f} s" for s, t in timings["generation_seconds"].items())
@@ -149,7 +149,7 @@ def main() -> None:
 
 def overview(args, families: list[str]) -> list[str]:
     """One line per family: peak depth, TD growth with shots, R², accuracy, beside the paper."""
-    lines = [f"## Overview ({args.model} here; Llama-3.1-8B in the paper)", "",
+    lines = [f"### Overview ({args.model} here; Llama-3.1-8B in the paper)", "",
              "| family | best layer / depth | TD at best layer by shots | grows with shots | R² (largest shots) "
              "| mean accuracy by shots | `llm run` wall / CPU |", "|---|---|---|---|---|---|---|"]
     for family in families:
@@ -171,7 +171,11 @@ def overview(args, families: list[str]) -> list[str]:
 def write_report(args, families: list[str]) -> None:
     done = [f for f in families if (args.work / f / "bench.json").exists()]
     loads = [json.loads((args.work / f / "bench.json").read_text())["load_before"] for f in done]
-    lines = [f"# Pretrained-LM study on {args.model} (`conceptlens llm run`)", "",
+    import datetime
+
+    when = max(((args.work / f / "bench.json").stat().st_mtime for f in done), default=None)
+    lines = [f"## Pretrained-LM study on {args.model} (`conceptlens llm run`)", "",
+             (f"Measured {datetime.datetime.fromtimestamp(when):%Y-%m-%d}. " if when else "") +
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other "
              f"jobs (load average {', '.join(f'{x:.1f}' for x in loads)} at the start of each family); torch threads "
              f"{args.threads}, {args.dtype}, batch {args.batch_size}; shots {args.shots}, {args.prompts_per_concept} "

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conceptlens.storage import write_text
+from limits import matmul_peak, peak_line
 from conceptlens.synthetic.config import load_config
 from conceptlens.synthetic.train import build_model, build_task
 
@@ -55,6 +56,8 @@ class HFRegression(nn.Module):
 
 
 def step_time(model, batches, steps: int) -> float:
+    """Seconds per training step: CPU time at one thread (the box is shared), wall time otherwise."""
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     def one(batch):
         loss = F.mse_loss(model(batch.xs, batch.ys), batch.ys)
@@ -62,19 +65,10 @@ def step_time(model, batches, steps: int) -> float:
         loss.backward()
         optimizer.step()
     one(batches[0])  # warm-up
-    start = time.perf_counter()
+    start = clock()
     for i in range(steps):
         one(batches[i % len(batches)])
-    return (time.perf_counter() - start) / steps
-
-
-def matmul_peak(size: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+    return (clock() - start) / steps
 
 
 def training_flops(config, model) -> float:
@@ -102,7 +96,7 @@ def bench(name: str, steps: int, rounds: int) -> dict:
     ours_s, hf_s = statistics.median(ours_t), statistics.median(hf_t)
     return {"config": name, "shape": f"{m.n_layers}L {m.n_heads}H d{m.d_model}, batch {config.train.batch_size}, "
             f"seq {2 * config.task.n_points}", "ours": tokens / ours_s, "hf": tokens / hf_s,
-            "flops_per_s": training_flops(config, ours) / ours_s}
+            "flops_per_s": training_flops(config, ours) / ours_s, "flops_per_step": training_flops(config, ours)}
 
 
 def seeds_together(name: str, n_seeds: int, steps: int, rounds: int, threads: int) -> dict:
@@ -120,14 +114,15 @@ def seeds_together(name: str, n_seeds: int, steps: int, rounds: int, threads: in
         train(warm, Path(tmp) / "alone")
         train_seeds(warm, list(range(n_seeds)), Path(tmp) / "together")
     alone, together = [], []
+    clock = time.process_time if threads == 1 else time.perf_counter  # one thread, shared box: CPU time
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
+            start = clock()
             train(config, Path(tmp) / "alone")
-            alone.append(time.perf_counter() - start)
-            start = time.perf_counter()
+            alone.append(clock() - start)
+            start = clock()
             train_seeds(config, list(range(n_seeds)), Path(tmp) / "together")
-            together.append(time.perf_counter() - start)
+            together.append(clock() - start)
     torch.manual_seed(0)
     flops = training_flops(config, build_model(config)) * steps
     alone_s, together_s = statistics.median(alone), statistics.median(together)
@@ -139,12 +134,13 @@ def seeds_together(name: str, n_seeds: int, steps: int, rounds: int, threads: in
 def seeds_section(row: dict, peak: float, rounds: int) -> list[str]:
     ratio = row["together_s"] / row["alone_s"]
     return ["## Seeds trained together (`synthetic train --seeds`)", "",
-            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); `{row['config']}` shape, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) ({'CPU' if torch.get_num_threads() == 1 else 'wall'} "
+            f"time); `{row['config']}` shape, "
             f"{row['steps']} steps, evaluation and checkpoints at the first and last step only, in both. "
             f"Median of {rounds} alternating rounds (every round: alone "
             f"{', '.join(f'{t:.1f}' for t in row['all_alone'])} s; together "
             f"{', '.join(f'{t:.1f}' for t in row['all_together'])} s). FLOPs counted as in the section above; "
-            f"measured float32 matmul peak {peak / 1e9:.1f} GFLOP/s. Target: {row['seeds']} seeds in at most "
+            f"{peak_line(torch.get_num_threads())}. Target: {row['seeds']} seeds in at most "
             "1.6x the time of one.", "",
             "| case | wall time | per step | GFLOP/s | % of matmul peak |", "|---|---|---|---|---|",
             f"| 1 seed alone (`train`) | {row['alone_s']:.1f} s | {1e3 * row['alone_s'] / row['steps']:.0f} ms | "
@@ -166,25 +162,25 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    peak = matmul_peak()
+    peak = matmul_peak(threads, "float32")
     if args.only != "seeds":
         rows = [bench("quick", 30, args.rounds), bench("paper", 3, args.rounds)]
-        peak = max(peak, matmul_peak())
+        clock = "CPU" if threads == 1 else "wall"
         lines = ["## Synthetic training throughput", "",
-                 f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}; "
-                 f"measured float32 matmul peak {peak / 1e9:.1f} GFLOP/s (1024² matmul). Median of {args.rounds} "
-                 "alternating rounds; same batch, data and Adam for both.", "",
-                 "| config | shape | conceptlens tokens/s | HF GPT2Model tokens/s | ratio | % of matmul peak |",
-                 "|---|---|---|---|---|---|"]
+                 f"torch {torch.__version__}, {threads} thread(s), {platform.processor() or platform.machine()}; "
+                 f"{peak_line(threads)}. Median of {args.rounds} alternating rounds, {clock} time; same batch, data "
+                 "and Adam for both. FLOPs per step: 6 x weights x tokens + causal attention (`training_flops`).", "",
+                 "| config | shape | GFLOP per step | conceptlens tokens/s | HF GPT2Model tokens/s | ratio | "
+                 "% of float32 matmul peak |", "|---|---|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r['config']} | {r['shape']} | {r['ours']:,.0f} | {r['hf']:,.0f} | "
-                         f"{r['ours'] / r['hf']:.2f}x | {100 * r['flops_per_s'] / peak:.0f}% |")
+            lines.append(f"| {r['config']} | {r['shape']} | {r['flops_per_step'] / 1e9:.1f} | {r['ours']:,.0f} | "
+                         f"{r['hf']:,.0f} | {r['ours'] / r['hf']:.2f}x | {100 * r['flops_per_s'] / peak:.0f}% |")
         write_text(RESULTS, "\n".join(lines) + "\n")
         print("\n".join(lines))
     if args.only != "peers":
         row = seeds_together("quick", 3, args.seed_steps, min(args.rounds, 2), threads)
         torch.set_num_threads(threads)
-        lines = seeds_section(row, max(peak, matmul_peak()), min(args.rounds, 2))
+        lines = seeds_section(row, peak, min(args.rounds, 2))
         write_text(SEEDS_RESULTS, "\n".join(lines) + "\n")
         print("\n".join(lines))
 

@@ -144,3 +144,29 @@ def tiny_folder(tmp_path_factory):
     tf.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     byte_tokenizer().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cli(*args) -> (exit code, stdout + stderr)`, run in this process through the real entry point `main()`.
+
+    (tests/reliability overrides it with one that returns stdout and stderr apart.)
+    """
+    import sys
+
+    from conceptlens.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "300")  # no wrapping inside the messages we look for
+
+    def invoke(*args) -> tuple[int, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["conceptlens", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return invoke

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import (StreamingSafetensorsWriter, append_jsonl, atomic_path, load_tensors, read_jsonl,
-                                 safetensors_metadata, save_tensors, verify_checksum, write_json, write_table,
-                                 write_text)
+from conceptlens.safetensors_io import StreamingSafetensorsWriter, load_tensors, safetensors_metadata, save_tensors
+from conceptlens.storage import append_jsonl, atomic_path, read_jsonl, verify_checksum, write_json, write_table, write_text
 
 
 def test_atomic_path_keeps_old_file_when_writing_fails(tmp_path):
@@ -103,6 +102,20 @@ def test_streaming_writer_refuses_an_incomplete_tensor(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_written_files_have_the_mode_of_ordinary_files(tmp_path):
+    """mkstemp makes owner-only files; both atomic writers give results the umask's ordinary mode."""
+    import os
+
+    write_text(tmp_path / "a.txt", "x")
+    writer = StreamingSafetensorsWriter(tmp_path / "s.safetensors", "x", (1,), "float32")
+    writer.write(torch.zeros(1))
+    writer.close()
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"a.txt": 0o666 & ~mask, "s.safetensors": 0o666 & ~mask} and mask & 0o066 != 0o066
+
+
 @pytest.mark.parametrize("call", ["expand_user", "revision_label", "user_family", "resolve_source"])
 def test_an_unknown_user_in_a_path_is_one_clear_error(call):
     """`~nosuchuser/...` makes `Path.expanduser` raise RuntimeError; every path reader says so plainly."""
@@ -122,7 +135,7 @@ def test_the_same_tensors_and_metadata_give_the_same_bytes_in_every_process(tmp_
     import subprocess
     import sys
 
-    code = ("import sys, torch; from conceptlens.storage import save_tensors; "
+    code = ("import sys, torch; from conceptlens.safetensors_io import save_tensors; "
             "save_tensors(sys.argv[1], {'b': torch.arange(3.0), 'a': torch.ones(2, 2)}, "
             "metadata={k: k * 3 for k in 'zyxwvutsrqponmlk'}, checksum=True)")
     for i in range(4):

@@ -110,7 +110,7 @@ class EncodingResult:
         """(activations `[layers, prompts, d_model]`, layer indices, concept labels) of one shots value,
         read at the query separator, as the study stored them (float16 -> float32)."""
         from conceptlens.llm.encoding.study import stage_path
-        from conceptlens.storage import load_tensors, safetensors_metadata
+        from conceptlens.safetensors_io import load_tensors, safetensors_metadata
 
         path = stage_path(Path(self.folder or "."), shots)
         if not path.is_file():

@@ -1,8 +1,9 @@
-"""Files that are never half-written: atomic writes, checksums, tidy tables, safetensors I/O.
+"""Files that are never half-written: atomic writes, checksums, tidy tables, JSON logs.
 
 Everything the toolkit writes goes to a temporary file in the destination folder and is renamed
 into place, so a kill or a full disk leaves the previous result intact. Checksums (sha256 in a
 `<file>.sha256` sidecar) let a resumed job detect a truncated or altered shard or checkpoint.
+Tensors go through the same writes in `conceptlens.safetensors_io`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def expand_user(path: str | Path, fix: str = "write the full path.") -> Path:
         raise ConceptLensError(f"cannot expand '{path}' ({exc}).", fix) from exc
 
 
+def temporary_beside(path: Path) -> tuple[int, Path]:
+    """A new hidden temporary file in `path`'s folder (made if missing), open as a descriptor, with
+    the mode of an ordinary file (mkstemp makes it owner-only); `remove_stale_temporaries` knows its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
+    return fd, Path(tmp)
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
@@ -50,11 +60,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
     path = Path(path)
     _check_destination(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, _FILE_MODE)  # mkstemp makes files owner-only; results are ordinary files
+    fd, tmp_path = temporary_beside(path)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         _fsync(tmp_path)
@@ -226,123 +233,3 @@ def verify_checksum(path: str | Path) -> None:
     if sha256_file(path) != expected:
         raise ConceptLensError(f"{path} is corrupt (its sha256 differs from {sidecar.name}).",
                                f"delete {path} and its .sha256 file, then rerun with resume=True.")
-
-
-def _sort_metadata(path: Path) -> None:
-    """Rewrite a safetensors header with its `__metadata__` keys sorted, in place.
-
-    safetensors writes the metadata map in hash order, which changes from process to process, so
-    the same tensors and metadata gave different bytes (and checksums). Sorting keeps the header's
-    length (same items, same compact JSON), so only the header bytes are rewritten.
-    """
-    import struct
-
-    with open(path, "r+b") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-        if len(text) <= length:  # always, unless the writer's escaping differs from Python's
-            handle.seek(8)
-            handle.write(text + b" " * (length - len(text)))
-
-
-def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None,
-                 checksum: bool = False) -> None:
-    """Save torch tensors as safetensors, atomically (and with a checksum sidecar if asked)."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-        if metadata:
-            _sort_metadata(tmp)
-    if checksum:
-        write_checksum(path)
-
-
-def load_tensors(path: str | Path, verify: bool = False) -> dict:
-    """Load a safetensors file as a dict of torch tensors (no pickle is ever involved)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if verify:
-        verify_checksum(path)
-    if not path.exists():
-        raise ConceptLensError(f"{path} does not exist.", "check the path.")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise ConceptLensError(f"{path} is not a readable safetensors file ({exc}).",
-                               "pass a file written by conceptlens or safetensors.save_file.") from exc
-
-
-def safetensors_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
-
-
-_DTYPES = {"float32": ("F32", 4), "float16": ("F16", 2), "bfloat16": ("BF16", 2), "float64": ("F64", 8),
-           "int64": ("I64", 8), "int32": ("I32", 4)}
-
-
-class StreamingSafetensorsWriter:
-    """Write one large tensor into a safetensors file chunk by chunk along its first axis.
-
-    Written by hand because `safetensors` serialises only tensors already in memory; the file
-    format (8-byte header length, JSON header, raw little-endian bytes) is simple and stable.
-    Use: `w = StreamingSafetensorsWriter(path, "activations", shape, "float32", extra={...})`,
-    then `w.write(chunk)` until the tensor is complete, then `w.close()` (or `w.abort()`).
-    """
-
-    def __init__(self, path: str | Path, name: str, shape: tuple[int, ...], dtype: str,
-                 extra: dict | None = None, metadata: dict[str, str] | None = None):
-        code, width = _DTYPES[dtype]
-        self.path = Path(path)
-        self.expected = int(np.prod(shape)) * width
-        self.written = 0
-        header: dict[str, Any] = {name: {"dtype": code, "shape": [int(s) for s in shape],
-                                         "data_offsets": [0, self.expected]}}
-        offset = self.expected
-        self._extra = []
-        for key, tensor in (extra or {}).items():
-            array = tensor.detach().contiguous().cpu().numpy()
-            tcode, twidth = _DTYPES[str(array.dtype)]
-            header[key] = {"dtype": tcode, "shape": list(array.shape),
-                           "data_offsets": [offset, offset + array.size * twidth]}
-            offset += array.size * twidth
-            self._extra.append(array)
-        if metadata:
-            header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-        blob = json.dumps(header, separators=(",", ":")).encode()
-        blob += b" " * ((8 - len(blob) % 8) % 8)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.fchmod(fd, _FILE_MODE)
-        self._tmp = Path(tmp)
-        self._handle = os.fdopen(fd, "wb")
-        self._handle.write(len(blob).to_bytes(8, "little"))
-        self._handle.write(blob)
-
-    def write(self, chunk: Any) -> None:
-        array = chunk.detach().contiguous().cpu().numpy() if hasattr(chunk, "detach") else np.ascontiguousarray(chunk)
-        data = array.tobytes()
-        self._handle.write(data)
-        self.written += len(data)
-
-    def close(self) -> None:
-        if self.written != self.expected:
-            self.abort()
-            raise RuntimeError(f"streamed {self.written} bytes, expected {self.expected}")
-        for array in self._extra:
-            self._handle.write(array.tobytes())
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        self._handle.close()
-        self._tmp.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from conceptlens.activations import capture as capture_module
 from conceptlens.activations.capture import (capture_activations, component_points, hidden_state_point, left_pad,
                                              load_activations, padded_positions)
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import load_tensors
+from conceptlens.safetensors_io import load_tensors
 
 
 def hf_hidden_states(model, prompt: list[int]) -> torch.Tensor:

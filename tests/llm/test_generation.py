@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.generation import first_line, greedy_answers, is_correct, stop_token_ids
+from conceptlens.llm.decode import first_line, greedy_answers, is_correct, stop_token_ids
 from conceptlens.models.loader import LoadedModel, load_model
 from conceptlens.prompts import PromptFormat, role_position, sample_prompts, token_roles
 from conceptlens.tasks.family import Example, TaskFamily
@@ -119,7 +119,7 @@ class TestGreedy:
     def test_bad_calls(self, lm):
         with pytest.raises(ConceptLensError, match="no prompts"):
             greedy_answers(lm, [])
-        with pytest.raises(ConceptLensError, match="batch size"):
+        with pytest.raises(ConceptLensError, match="batch_size must be positive"):
             greedy_answers(lm, mixed_prompts(2), batch_size=0)
         with pytest.raises(ConceptLensError, match="layer 9 does not exist"):
             greedy_answers(lm, mixed_prompts(2), capture_layers=[9])

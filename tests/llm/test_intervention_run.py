@@ -280,7 +280,7 @@ class TestLayerSweep:
 class TestCrossAndRandom:
     def fake_generation(self, family, seen):
         """A stand-in for the model: the baseline answers the source, cross shift s answers its target."""
-        from conceptlens.llm.generation import GenerationResult
+        from conceptlens.llm.decode import GenerationResult
         from conceptlens.llm.interventions.conditions import cross_target, target_answers
 
         def run(lm_, prompts, conditions, **kwargs):

@@ -13,8 +13,7 @@ import torch
 from conceptlens.activations.capture import hidden_state_point, left_pad, padded_positions
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
-from conceptlens.llm.generation import greedy_answers
-from conceptlens.llm.interventions.generation import answers_under_edits
+from conceptlens.llm.decode import edited_answers, greedy_answers
 from conceptlens.llm.interventions.conditions import (answer_lookup, cross_shifts, cross_target, edit_vectors,
                                                       layer_conditions, make_edit, query_input, random_vectors,
                                                       target_answers)
@@ -162,7 +161,7 @@ class FromRecord(ReplaceWith):
 class TestSharedPrefixGeneration:
     def test_baseline_equals_plain_greedy_decoding(self, lm):
         prompts, _ = heldout_prompts(word_family(), shots=2, n_per_concept=3, seed=6)
-        shared = answers_under_edits(lm, prompts, {"baseline": None}, batch_size=4)["baseline"]
+        shared = edited_answers(lm, prompts, {"baseline": None}, batch_size=4)["baseline"]
         plain = greedy_answers(lm, prompts, batch_size=4)
         assert shared.completions == plain.completions
         assert np.array_equal(shared.correct, plain.correct)
@@ -176,7 +175,7 @@ class TestSharedPrefixGeneration:
         conditions = {"record": {point: Record(store, "at"), later: Record(store, "later_base")},
                       "self": {point: FromRecord(store, "at"), later: Record(store, "later_self")},
                       "other": {point: other, later: Record(store, "later_other")}}
-        results = answers_under_edits(lm, prompts, conditions, batch_size=4)
+        results = edited_answers(lm, prompts, conditions, batch_size=4)
         assert results["self"].completions == results["record"].completions
         for base, patched, edited in zip(store["later_base"], store["later_self"], store["later_other"]):
             assert torch.equal(base, patched)
@@ -191,7 +190,7 @@ class TestSharedPrefixGeneration:
         vectors = torch.arange(n, dtype=torch.float32)[:, None].expand(n, d).contiguous()  # row i is all i
         store: dict = {}
         conditions = {"c": {"blocks.1.resid_post": ReplaceWith(vectors), "blocks.2.resid_pre": Record(store, "seen")}}
-        answers_under_edits(lm, prompts, conditions, batch_size=4)
+        edited_answers(lm, prompts, conditions, batch_size=4)
         seen = torch.cat(store["seen"])[:, 0]  # the value block 2 received, in batch order
         encoded, _ = query_positions(lm, prompts)
         order = sorted(range(n), key=lambda i: -len(encoded[i]))
@@ -201,7 +200,7 @@ class TestSharedPrefixGeneration:
     def test_the_edited_token_must_be_last(self, lm):
         prompts, _ = heldout_prompts(word_family(), shots=2, n_per_concept=1, seed=9)
         with pytest.raises(ConceptLensError):
-            answers_under_edits(lm, prompts, {"b": None}, role="query_input")
+            edited_answers(lm, prompts, {"b": None}, role="query_input")
 
 
 class TestConceptMeans:

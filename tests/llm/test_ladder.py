@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -95,3 +96,41 @@ def test_the_spec_refuses_repeated_models():
 
     with pytest.raises(ConceptLensError):
         build(LadderSpec, models=["a", "a"])
+
+
+SCIENCE = ["model", "family", "status", "parameters", "n_layers", "shots", "td_peak_layer", "depth_fraction", "td_peak",
+           "td_peak_ci_low", "td_peak_ci_high", "surface_control_td", "exceeds_surface_control", "td_shuffled_labels",
+           "icl_accuracy", "r2", "r2_ci_low", "r2_ci_high", "dtype", "threads"]  # not the times and memory
+
+
+def test_the_ray_path_gives_the_local_table_one_thread_per_rung(two_models, words_folder, tmp_path, monkeypatch):
+    import torch
+
+    pytest.importorskip("ray")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # Ray itself must give each num_cpus=1 rung one thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the local path's rungs run in this process
+    try:
+        spec = spec_of(two_models, words_folder)
+        local = run_ladder(spec, tmp_path / "local")
+        remote = run_ladder(spec, tmp_path / "ray", ray=True)
+    finally:
+        torch.set_num_threads(threads)
+    ours = remote[remote.source == "ours"]
+    assert list(ours.status) == ["done", "done"] and list(ours.threads) == [1, 1]
+    pd.testing.assert_frame_equal(local[SCIENCE], remote[SCIENCE])
+    status = json.loads((tmp_path / "ray" / "sweep_status.json").read_text())
+    assert status["counts"] == {"done": 2}  # the rungs ran as Ray tasks, not in this process
+    pids = {json.loads(line)["pid"] for rung in (tmp_path / "ray").glob("*/attempts.jsonl")
+            for line in rung.read_text().splitlines()}
+    assert pids and os.getpid() not in pids
+
+
+def test_the_cli_defaults_are_the_specs():
+    import inspect
+
+    from conceptlens.cli.llm_beyond import ladder_command
+
+    options = inspect.signature(ladder_command).parameters
+    for name in ("prompts_per_concept", "dtype", "seed", "k", "interventions", "intervention_prompts"):
+        assert options[name].default.default == LadderSpec.model_fields[name].default, name

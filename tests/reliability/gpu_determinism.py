@@ -101,7 +101,8 @@ def synthetic_run(steps: int, deterministic: bool, device: str = "cuda") -> torc
     import torch.nn.functional as F
 
     from conceptlens.synthetic.config import load_config
-    from conceptlens.synthetic.train import batch_generator, build_model, build_task, evaluate, learning_rate
+    from conceptlens.synthetic.schedule import batch_generator, learning_rate
+    from conceptlens.synthetic.train import build_model, build_task, evaluate
 
     torch.use_deterministic_algorithms(deterministic, warn_only=False)
     config = load_config("quick", ["model.n_layers=4", "model.d_model=128", "train.batch_size=64"])

@@ -294,7 +294,7 @@ def test_full_disk_during_training_keeps_checkpoints_and_resumes(synthetic_refer
 
 
 def test_full_disk_during_capture_keeps_previous_result(tiny_lm: Path, tmp_path: Path, monkeypatch):
-    from conceptlens.storage import StreamingSafetensorsWriter
+    from conceptlens.safetensors_io import StreamingSafetensorsWriter
 
     out = tmp_path / "acts.safetensors"
     _capture(tiny_lm, PROMPTS[:10], out)

@@ -161,7 +161,7 @@ def test_model_folder_with_only_pickled_weights_is_refused(tiny_lm: Path, tmp_pa
 
 
 def test_synthetic_checkpoint_replaced_by_a_pickle_is_refused(tmp_path: Path):
-    from conceptlens.storage import load_tensors
+    from conceptlens.safetensors_io import load_tensors
 
     marker = tmp_path / "PWNED"
     path = tmp_path / "step_0000010.safetensors"

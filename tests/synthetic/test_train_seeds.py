@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import load_tensors
+from conceptlens.safetensors_io import load_tensors
 from conceptlens.synthetic import checkpoints
 from conceptlens.synthetic.train import checkpoint_path, checkpoint_steps, train
 from conceptlens.synthetic.train_seeds import seed_folder, train_seeds

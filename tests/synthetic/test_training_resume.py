@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import load_tensors
-from conceptlens.synthetic.train import (checkpoint_path, checkpoint_steps, curriculum_end, learning_rate,
-                                         load_run_config, points_at, support_at, train)
+from conceptlens.safetensors_io import load_tensors
+from conceptlens.synthetic.schedule import curriculum_end, learning_rate, points_at, support_at
+from conceptlens.synthetic.train import checkpoint_path, checkpoint_steps, load_run_config, train
 
 
 class Interrupt(Exception):

@@ -1,4 +1,5 @@
-"""Tests for the part-of-speech family: shipped corpus, split, Null, CoNLL-U parsing, errors."""
+"""Tests for the part-of-speech family on the generated grammar corpus ("pos-synthetic", source
+"synthetic"): split, Null, CoNLL-U and PTB parsing, errors. The real-sentence default: test_pos_web.py."""
 
 from __future__ import annotations
 
@@ -43,9 +44,12 @@ CONLLU = """# sent_id = 1
 """
 
 
+SYN = "synthetic"
+
+
 @pytest.fixture(scope="module")
 def shipped():
-    return load_tagged_sentences("shipped")
+    return load_tagged_sentences(SYN)
 
 
 def test_shipped_corpus_has_enough_sentences_with_all_six_tags(shipped):
@@ -58,7 +62,7 @@ def test_shipped_corpus_has_enough_sentences_with_all_six_tags(shipped):
 
 
 def test_gold_answers_are_the_first_word_with_each_tag(shipped):
-    family = pos_family(split="all")
+    family = pos_family(split="all", source=SYN)
     by_sentence = {s.sentence: s for s in shipped}
     for concept in POS_CONCEPTS:
         assert len(family.concepts[concept]) == len(shipped)
@@ -75,8 +79,8 @@ def test_shipped_sentences_vary_in_opening_and_positions(shipped):
 
 
 def test_split_is_deterministic_disjoint_and_80_20(shipped):
-    train, test = pos_family("train", seed=3), pos_family("test", seed=3)
-    assert pos_family("test", seed=3).concepts == test.concepts
+    train, test = pos_family("train", seed=3, source=SYN), pos_family("test", seed=3, source=SYN)
+    assert pos_family("test", seed=3, source=SYN).concepts == test.concepts
     train_inputs = {e.input for e in train.concepts["Noun"]}
     test_inputs = {e.input for e in test.concepts["Noun"]}
     assert not train_inputs & test_inputs
@@ -84,34 +88,34 @@ def test_split_is_deterministic_disjoint_and_80_20(shipped):
     assert len(test_inputs) == round(0.2 * len(shipped))
     for concept in POS_CONCEPTS + [NULL]:  # every concept uses the same sentences
         assert {e.input for e in test.concepts[concept]} == test_inputs
-    assert {e.input for e in pos_family("test", seed=4).concepts["Noun"]} != test_inputs
+    assert {e.input for e in pos_family("test", seed=4, source=SYN).concepts["Noun"]} != test_inputs
 
 
 def test_family_split_matches_split_argument():
-    family = pos_family("all", seed=1)
+    family = pos_family("all", seed=1, source=SYN)
     assert isinstance(family, PosTaskFamily)
     train, test = family.split(seed=1)
-    assert test.concepts == pos_family("test", seed=1).concepts
-    assert train.concepts == pos_family("train", seed=1).concepts
+    assert test.concepts == pos_family("test", seed=1, source=SYN).concepts
+    assert train.concepts == pos_family("train", seed=1, source=SYN).concepts
 
 
 def test_null_outputs_are_words_of_the_sentence_and_seeded():
-    family = pos_family("test", seed=0)
+    family = pos_family("test", seed=0, source=SYN)
     nulls = family.concepts[NULL]
     for example in nulls:
         assert example.output in example.input.replace(",", " ").replace(".", " ").split()
-    assert nulls == pos_family("test", seed=0).concepts[NULL]
-    outputs = [[e.output for e in pos_family("all", seed=k).concepts[NULL]] for k in (0, 1)]
+    assert nulls == pos_family("test", seed=0, source=SYN).concepts[NULL]
+    outputs = [[e.output for e in pos_family("all", seed=k, source=SYN).concepts[NULL]] for k in (0, 1)]
     assert outputs[0] != outputs[1]
     assert len({e.output for e in nulls}) > 50
 
 
 def test_instructions_and_null_switch():
-    family = pos_family("test")
+    family = pos_family("test", source=SYN)
     assert family.concept_names == POS_CONCEPTS + [NULL]
     assert family.instructions["Noun"] == "Find the first noun in the sentence."
     assert family.instructions == INSTRUCTIONS
-    assert NULL not in pos_family("test", null=False).concepts
+    assert NULL not in pos_family("test", null=False, source=SYN).concepts
 
 
 @pytest.mark.parametrize("kwargs", [{"split": "dev"}, {"test_fraction": 1.5}])

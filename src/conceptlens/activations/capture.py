@@ -24,8 +24,8 @@ from conceptlens.hooks import Trace
 from conceptlens.hooks.components import ModelLayout, check_component
 from conceptlens.models.loader import input_device
 from conceptlens.runs import RunFolder
-from conceptlens.storage import (StreamingSafetensorsWriter, load_tensors, save_tensors, verify_checksum,
-                                 write_checksum, write_json)
+from conceptlens.safetensors_io import StreamingSafetensorsWriter, load_tensors, save_tensors
+from conceptlens.storage import verify_checksum, write_checksum, write_json
 
 
 def hidden_state_point(layer: int, n_layers: int) -> str:

@@ -10,8 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from conceptlens.cli.common import (DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE, console,
-                                    model_spec, open_model, parse_int_list, progress_bar)
+from conceptlens.cli.common import ModelFlags, console, open_model, parse_int_list, progress_bar, with_model_flags
 from conceptlens.errors import ConceptLensError
 from conceptlens.text_input import read_user_lines
 
@@ -54,20 +53,15 @@ def read_labels(path: Path) -> list:
     return [line.strip() for line in read_user_lines(path, "labels file")]
 
 
+@with_model_flags()
 def capture(
-    model: str = MODEL,
     prompts: Path = typer.Option(..., help="text file (one prompt per line) or JSONL with a 'prompt' field"),
     out: Path = typer.Option(..., help="output .safetensors: 'activations' [layers, prompts, d_model] and 'layers'"),
     layers: str = typer.Option("all", help="'all' or comma-separated indices (resid_post: HF hidden-state indices)"),
     component: str = typer.Option("resid_post", help="resid_post | resid_pre | attn_out | mlp_out | head_out"),
     position: str = typer.Option("last", help="'last' or a token index counted in the unpadded prompt (negative from the end)"),
     batch_size: int = typer.Option(32, min=1),
-    revision: Optional[str] = REVISION,
-    dtype: str = DTYPE,
-    device: Optional[str] = DEVICE,
-    device_map: Optional[str] = DEVICE_MAP,
-    load_in: Optional[str] = LOAD_IN,
-    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    *, model_flags: ModelFlags,
 ) -> None:
     """Capture activations of every prompt at one token, for the chosen layers."""
     from conceptlens.activations.capture import capture_activations, encode_prompts
@@ -84,7 +78,7 @@ def capture(
     check_output_file(out, inputs=(prompts,))
     check_output_folder(Path(str(out) + ".parts"))  # where the shards go while it runs
     layer_list = parse_int_list(layers)
-    lm = open_model(model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code))
+    lm = open_model(model_flags.spec())
     from conceptlens.activations.capture import component_points
 
     component_points(lm.layout, component, layer_list)  # validate before any work
@@ -92,7 +86,7 @@ def capture(
     with progress_bar() as bar:
         layer_ids, path = capture_activations(lm.model, lm.layout, encoded, positions=[index] * len(encoded),
                                               layers=layer_list, component=component, batch_size=batch_size,
-                                              pad_id=lm.tokenizer.pad_token_id, out=out, model_name=model,
+                                              pad_id=lm.tokenizer.pad_token_id, out=out, model_name=model_flags.model,
                                               progress=bar)
     console.print(f"wrote {path}: {len(layer_ids)} layers x {len(texts)} prompts ({component}, position {position})")
 

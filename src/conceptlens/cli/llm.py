@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from conceptlens.cli.common import DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE
+from conceptlens.cli.common import ModelFlags, console, with_model_flags
 from conceptlens.storage import expand_user
 
 app = typer.Typer(no_args_is_help=True)
@@ -14,8 +14,8 @@ app = typer.Typer(no_args_is_help=True)
 # ---- finetune / compare (layer-selective finetuning, paper 4.4) -------------------------------
 
 
+@with_model_flags()
 def finetune_command(
-    model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder of concept files"),
     layers: str = typer.Option(..., help="blocks to train: before-peak | after-peak (the paper's 10/32 of the blocks "
                                          "right before / from the pretrained TD peak), first:N, last:N, first:33%, "
@@ -39,28 +39,18 @@ def finetune_command(
     separator: str = typer.Option(" ->", help="text between input and answer; TD is read at its last token"),
     answer_prefix: str = typer.Option(" ", help="text before each answer"),
     fit_format: bool = typer.Option(True, help="move a whitespace-only first answer token into the separator"),
-    revision: Optional[str] = REVISION,
-    dtype: str = DTYPE,
-    device: Optional[str] = DEVICE,
-    device_map: Optional[str] = DEVICE_MAP,
-    load_in: Optional[str] = LOAD_IN,
-    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    *, model_flags: ModelFlags,
 ) -> None:
     """Finetune only some layers (LoRA or full), then TD and accuracy before vs after."""
-    from conceptlens.cli.common import console, model_spec, open_model, progress_bar
+    from conceptlens.cli.common import experiment_run
     from conceptlens.experiments import finetune
-    from conceptlens.runs import RunFolder
     from conceptlens.specs import FinetuneSpec, build
 
     spec = build(FinetuneSpec, family=family, layers=layers, method=method, rank=rank, alpha=alpha, dropout=dropout,
                  train_samples=train_samples, epochs=epochs, lr=lr, shots=shots,
                  prompts_per_concept=prompts_per_concept, seed=seed, checkpoint_every=checkpoint_every,
                  evaluations=evaluations, separator=separator, answer_prefix=answer_prefix, fit_format=fit_format)
-    model_options = model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code)
-    run_folder = RunFolder(out, "finetune", {"model": model_options.model_dump(), "finetune": spec.model_dump()})
-    run_folder.check()
-    lm = open_model(model_options)
-    with run_folder, progress_bar() as bar:
+    with experiment_run(model_flags, out, "finetune", {"finetune": spec.model_dump()}) as (lm, bar):
         summary = finetune(lm, spec, out, batch_size=batch_size, resume=resume, before_run=before_run, progress=bar)
     b, a = summary["before"], summary["after"]
     console.print(summary["blocks"])
@@ -75,7 +65,6 @@ def compare_command(
     shots: int = typer.Option(4, help="which shots to compare"),
 ) -> None:
     """The paper's finetuning table: pretrained vs first/last layers vs concept stated, beside the paper."""
-    from conceptlens.cli.common import console
     from conceptlens.llm.compare import compare_runs, markdown_table
 
     table = compare_runs(runs, out, shots=shots)
@@ -90,8 +79,8 @@ app.command("compare")(compare_command)
 # ---- intervene (causal interventions at the query token, paper 4.3) ----------------------------
 
 
+@with_model_flags()
 def intervene(
-    model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder of concept files (with a Null concept)"),
     layer: str = typer.Option("sweep", help="HF hidden-state layer L, a list L1,L2,..., 'sweep' (up to 6 layers over the "
                                            "TD rise: from where TD exceeds the surface control to its peak) or 'best' (the peak)"),
@@ -112,19 +101,13 @@ def intervene(
     answer_prefix: str = typer.Option(" ", help="text before each demonstration's answer (use '' with --separator ' -> ' "
                                                "to end the query on the answer's leading space)"),
     batch_size: int = typer.Option(16, min=1),
-    revision: Optional[str] = REVISION,
-    dtype: str = DTYPE,
-    device: Optional[str] = DEVICE,
-    device_map: Optional[str] = DEVICE_MAP,
-    load_in: Optional[str] = LOAD_IN,
-    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    *, model_flags: ModelFlags,
 ) -> None:
     """Add a concept mean at the query token: positive, Null, random and cross-concept accuracy change."""
-    from conceptlens.cli.common import console, model_spec, open_model, parse_int_list, progress_bar
+    from conceptlens.cli.common import experiment_run, parse_int_list
     from conceptlens.errors import ConceptLensError
     from conceptlens.experiments import intervention_families, interventions
     from conceptlens.llm.interventions.report import summarize
-    from conceptlens.runs import RunFolder
     from conceptlens.specs import InterventionSpec, build
 
     choice = layer.strip().lower()
@@ -137,12 +120,8 @@ def intervene(
                  means_per_concept=means_per_concept, cross_at=cross_at, max_sweep_layers=max_sweep_layers,
                  fit_format=fit_format)
     intervention_families(spec)  # a bad family fails before the model loads
-    model_options = model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code)
-    run_folder = RunFolder(out, "intervention", {"model": model_options.model_dump(), "intervention": spec.model_dump(),
-                                                 "from_run": str(from_run) if from_run else None})
-    run_folder.check()
-    lm = open_model(model_options)
-    with run_folder, progress_bar() as bar:
+    settings = {"intervention": spec.model_dump(), "from_run": str(from_run) if from_run else None}
+    with experiment_run(model_flags, out, "intervention", settings) as (lm, bar):
         frame = interventions(lm, spec, out, from_run=from_run, batch_size=batch_size, progress=bar)
     summary = summarize(frame)
     for (layer_id, condition), part in summary.groupby(["layer", "condition"], sort=False):
@@ -158,8 +137,8 @@ app.command("intervene")(intervene)
 # ---- run (the encoding study: TD x layers x shots, ICL accuracy, checkpoint series; paper 4.1-4.2) ----
 
 
+@with_model_flags(revision=False)
 def run(
-    model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder with one .json/.jsonl file per concept"),
     shots: str = typer.Option("1,4,10", help="comma-separated numbers of demonstrations"),
     prompts_per_concept: int = typer.Option(100, help="prompts per concept and shots value (paper: 100)"),
@@ -175,18 +154,13 @@ def run(
     answer_prefix: str = typer.Option(" ", help="text before each answer"),
     fit_format: bool = typer.Option(True, help="move a whitespace-only first answer token into the separator"),
     batch_size: int = typer.Option(16, min=1),
-    dtype: str = DTYPE,
-    device: Optional[str] = DEVICE,
-    device_map: Optional[str] = DEVICE_MAP,
-    load_in: Optional[str] = LOAD_IN,
-    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    *, model_flags: ModelFlags,
 ) -> None:
     """TD per layer x shots x concept, ICL accuracy, accuracy vs TD, pairwise TD and UMAP (resumable)."""
-    from conceptlens.cli.common import console, model_spec, open_model, parse_int_list, progress_bar
+    from conceptlens.cli.common import checked_run_folder, open_model, parse_int_list, progress_bar
     from conceptlens.errors import ConceptLensError
     from conceptlens.experiments import check_study, encoding_study, prompt_format, study_settings
     from conceptlens.llm.encoding.series import run_checkpoint_series
-    from conceptlens.runs import RunFolder
     from conceptlens.specs import EncodingStudySpec, build
 
     shot_list = parse_int_list(shots)
@@ -196,11 +170,9 @@ def run(
                  split=split, null=null, state_concept=state_concept, k=k, separator=separator,
                  answer_prefix=answer_prefix, fit_format=fit_format)
     task_family = check_study(spec)
-    model_options = model_spec(model, None, dtype, device, device_map, load_in, trust_remote_code)
     names = [r.strip() for r in revisions.split(",") if r.strip()] if revisions else None
-    run_folder = RunFolder(out, "encoding-study", {"model": model_options.model_dump(), "study": spec.model_dump(),
-                                                   "revisions": names})
-    run_folder.check()
+    model_options, run_folder = checked_run_folder(model_flags, out, "encoding-study",
+                                                   {"study": spec.model_dump(), "revisions": names})
 
     def load(revision: str | None = None):
         if revision and expand_user(revision, "write the revision folder's full path.").exists():
@@ -213,14 +185,23 @@ def run(
                                           spec.prompts_per_concept, spec.seed, out, state_concept=spec.state_concept,
                                           k=spec.k, progress=bar, batch_size=batch_size, settings=study_settings(spec),
                                           fmt=prompt_format(spec), fit_format=spec.fit_format)
-        largest = table[table.shots == max(shot_list)]
-        for row in largest.itertuples():
-            console.print(f"{row.revision}: mean TD {row.mean_td:.2f} (layer {row.best_layer}), accuracy {row.accuracy:.2f}")
-        console.print(f"wrote {out}/checkpoint_series.csv, checkpoint_series.png and one folder per revision")
+        _print_series(table, max(shot_list), out)
         return
     lm = load()
     with run_folder, progress_bar() as bar:
         summary = encoding_study(lm, spec, out, batch_size=batch_size, progress=bar, family=task_family)
+    _print_study(summary, out)
+
+
+def _print_series(table, shots: int, out: Path) -> None:
+    """One line per revision of a checkpoint series, at its largest shots value."""
+    for row in table[table.shots == shots].itertuples():
+        console.print(f"{row.revision}: mean TD {row.mean_td:.2f} (layer {row.best_layer}), accuracy {row.accuracy:.2f}")
+    console.print(f"wrote {out}/checkpoint_series.csv, checkpoint_series.png and one folder per revision")
+
+
+def _print_study(summary: dict, out: Path) -> None:
+    """An encoding study's summary: TD and accuracy per shots, the best layer, R², a fitted prompt format."""
     for s, stats in summary["per_shots"].items():
         console.print(f"{s} shots: mean TD {stats['td_best_layer']:.2f} at layer {summary['best_layer']} "
                       f"(peak {stats['td_peak']:.2f} at {stats['td_peak_layer']}), accuracy {stats['accuracy_mean']:.2f}")

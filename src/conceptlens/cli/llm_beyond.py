@@ -5,15 +5,15 @@ from typing import Optional
 
 import typer
 
-from conceptlens.cli.common import DEVICE, DEVICE_MAP, DTYPE, LOAD_IN, MODEL, REVISION, TRUST_REMOTE_CODE
+from conceptlens.cli.common import ModelFlags, with_model_flags
 from conceptlens.storage import expand_user
 
 
 # ---- transfer (task-vector transfer beside TD on every layer: decodable vs. usable) -------------
 
 
+@with_model_flags()
 def transfer_command(
-    model: str = MODEL,
     family: str = typer.Option(..., help="pos | bitwise | a folder of concept files (task vectors from its train split)"),
     shots: int = typer.Option(4, min=1, help="demonstrations of the k-shot prompts the task vectors come from"),
     layers: str = typer.Option("all", help="HF hidden-state layers to patch: all, or e.g. 4,8,12"),
@@ -25,17 +25,11 @@ def transfer_command(
     fit_format: bool = typer.Option(True, help="move a whitespace-only first answer token into the separator"),
     out: Path = typer.Option(..., help="run folder for transfer.csv, td.csv, summary.json, transfer.png"),
     batch_size: int = typer.Option(16, min=1),
-    revision: Optional[str] = REVISION,
-    dtype: str = DTYPE,
-    device: Optional[str] = DEVICE,
-    device_map: Optional[str] = DEVICE_MAP,
-    load_in: Optional[str] = LOAD_IN,
-    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    *, model_flags: ModelFlags,
 ) -> None:
     """Patch k-shot task vectors into zero-shot prompts at every layer, beside TD: decodable vs. usable."""
-    from conceptlens.cli.common import console, model_spec, open_model, parse_int_list, progress_bar
+    from conceptlens.cli.common import console, experiment_run, parse_int_list
     from conceptlens.experiments import transfer, transfer_families
-    from conceptlens.runs import RunFolder
     from conceptlens.specs import TransferSpec, build
 
     layer_list = parse_int_list(layers)
@@ -43,11 +37,7 @@ def transfer_command(
                  prompts_per_concept=prompts_per_concept, seed=seed, k=k, separator=separator,
                  answer_prefix=answer_prefix, fit_format=fit_format)
     transfer_families(spec)  # a bad family fails before the model loads
-    model_options = model_spec(model, revision, dtype, device, device_map, load_in, trust_remote_code)
-    run_folder = RunFolder(out, "transfer", {"model": model_options.model_dump(), "transfer": spec.model_dump()})
-    run_folder.check()
-    lm = open_model(model_options)
-    with run_folder, progress_bar() as bar:
+    with experiment_run(model_flags, out, "transfer", {"transfer": spec.model_dump()}) as (lm, bar):
         _, _, summary = transfer(lm, spec, out, batch_size=batch_size, progress=bar)
     main = summary["variants"]["per_query"]
     console.print(f"zero-shot {summary['zero_shot']:.2f}, ICL {summary['icl']:.2f}; best transfer layer "
@@ -68,10 +58,11 @@ def ladder_command(
     family: str = typer.Option("pos,bitwise", help="comma-separated families (pos, bitwise, folders)"),
     out: Path = typer.Option(..., help="ladder folder: one rung folder per model x family, ladder.csv/.md/.png"),
     shots: str = typer.Option("4", help="comma-separated shots, the same on every rung"),
-    prompts_per_concept: int = typer.Option(30, min=1, help="30: the 4-model ladder in about an hour on 2 cores"),
+    prompts_per_concept: int = typer.Option(50, min=1, help="50 (bfloat16): the 4-model ladder in under an hour on 2 "
+                                                          "cores; a GPU run: 100"),
     seed: int = typer.Option(0),
     k: int = typer.Option(10, min=1, help="neighbours of TD's kNN vote"),
-    dtype: str = DTYPE,
+    dtype: str = typer.Option("bfloat16", help="float32 | bfloat16 | float16 | auto, the same on every rung"),
     interventions: bool = typer.Option(False, help="also the intervention test at each rung's TD peak (slower)"),
     intervention_prompts: int = typer.Option(20, min=1, help="prompts per concept of the intervention test"),
     ray: bool = typer.Option(False, help="run the rungs as tasks on a local Ray (one process per rung)"),

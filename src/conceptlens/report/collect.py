@@ -3,7 +3,8 @@
 A section gathers what its folder holds directly (subfolders are sections of their own): the
 texts for the files present, every figure (PNG/JPEG, checked by their magic bytes and embedded
 as base64), CSV tables, key numbers from JSON, settings from YAML/JSON, Markdown, and the
-paper's values where it has them. Nothing read from a file is trusted: it is escaped at render.
+paper's values where it has them. A study's folder (task-vector transfer, model ladder) also gets its
+finding in words first (`parts`). Nothing read from a file is trusted: it is escaped at render.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from conceptlens.report.compare import comparisons
 from conceptlens.report.explain import caption, explain, section_title
+from conceptlens.report.parts import Figure, Part, study_part
 from conceptlens.report.tables import LISTED_ONLY, Cell, TableView, fmt, markdown_blocks, read_csv_view
 
 SKIP_DIRS = {"checkpoints", "__pycache__", "adapter", "offload", "tmp"}
@@ -25,14 +27,6 @@ MAX_IMAGE_BYTES = 20 * 2**20
 MAX_TEXT_CHARS = 20_000
 NUMBER_FILES = ("summary.json", "moments.json")
 SETTING_FILES = ("config.yaml", "config.yml", "settings.json", "cell.json", "sweep.yaml")
-
-
-@dataclass
-class Figure:
-    name: str
-    caption: str
-    data_uri: str
-    number: int = 0
 
 
 @dataclass
@@ -51,6 +45,7 @@ class Section:
     notes: list[str] = field(default_factory=list)  # problems, shown in red
     info: list[str] = field(default_factory=list)  # files listed but not shown
     status: str = ""
+    statements: list[str] = field(default_factory=list)  # a study part's finding in words, shown first
 
 
 def natural_key(text: str) -> list:
@@ -63,7 +58,7 @@ def anchor_for(relative: str) -> str:
     return f"s-{slug or 'root'}"
 
 
-STUDY_ORDER = ["synthetic", "llm", "interventions", "finetune", "comparison", "merged"]
+STUDY_ORDER = ["synthetic", "llm", "interventions", "finetune", "comparison", "transfer", "ladder", "merged"]
 
 
 def _folder_key(path: Path) -> tuple:
@@ -148,6 +143,10 @@ def build_section(run: Path, folder: Path, stage_by_folder: dict[str, dict]) -> 
     section = Section(relative, section_title(relative, list(files), family), anchor_for(relative),
                       relative.count("/") + bool(relative))
     section.texts = explain(list(files), k=_k_hint(files))
+    part = study_part(run, folder, files)
+    if part is not None:
+        _add_part(section, part, files)
+        files = {name: path for name, path in files.items() if name not in part.skip}
     summary: dict = {}
     moments: dict = {}
     for name, path in files.items():
@@ -191,7 +190,7 @@ def build_section(run: Path, folder: Path, stage_by_folder: dict[str, dict]) -> 
             section.settings.append((name, _read_text(path)))
     if isinstance(summary.get("settings"), dict):
         section.settings.append(("summary.json: settings", json.dumps(summary["settings"], indent=2)))
-    section.comparisons = comparisons(relative, files, summary, moments)
+    section.comparisons += comparisons(relative, files, summary, moments)
     stage = stage_by_folder.get(relative)
     if stage:
         section.status = f"stage {stage['name']}: {stage.get('status', '?')}"
@@ -204,6 +203,16 @@ def build_section(run: Path, folder: Path, stage_by_folder: dict[str, dict]) -> 
     shown = (section.figures or section.tables or section.numbers or section.settings or section.markdown
              or section.comparisons or section.notes or section.info or section.status)
     return section if shown else None
+
+
+def _add_part(section: Section, part: Part, present) -> None:
+    """A study part's title, statements, figures and tables, ahead of the folder's generic view."""
+    section.title, section.statements = part.title, part.statements
+    section.figures += part.figures
+    section.comparisons += part.comparisons
+    section.tables += part.tables
+    section.notes += part.notes
+    section.info += [f"{name}: {why}." for name, why in part.skip.items() if name in present]
 
 
 def _family_hint(files: dict[str, Path]) -> str:

@@ -46,9 +46,18 @@ FILE_TEXT: dict[str, str] = {
     "before_accuracy.csv": "ICL accuracy before finetuning (the pretrained model).",
     "cell.json": "The grid values of this sweep cell.",
     "adapter_model.safetensors": "A saved LoRA adapter (peft format).",
+    "transfer.csv": "Task-vector transfer (Hendel et al. 2023): the query-token state of k-shot prompts written over "
+                    "the last token of zero-shot prompts at each layer; exact-match accuracy per layer, concept and "
+                    "variant, beside the zero-shot and k-shot (ICL) baselines on the same test inputs.",
+    "td.csv": "TD of the very task vectors that were patched, per layer and concept.",
+    "ladder.csv": "The model ladder: the encoding study run on each model (one rung per model and family), "
+                  "beside the paper's models across scale.",
+    "rung.json": "One rung of a model ladder: parameters, blocks, dtype, load and study time, peak memory.",
 }
 
 FIGURE_WORDS: list[tuple[str, str]] = [
+    (r"^ladder", "Concept encoding across scale: our ladder (filled) beside the paper's models (open)"),
+    (r"^transfer", "TD and task-vector transfer per layer"),
     (r"td.*layer|decodability.*layer|layer.*td", "TD against layer"),
     (r"td.*concept|per_concept|per_class", "TD per concept"),
     (r"td.*(heatmap|checkpoint|step|training)", "TD over training (layer x checkpoint)"),
@@ -80,6 +89,8 @@ PART_TITLES = {
     "finetune": "Finetuning",
     "comparison": "Finetuning and prompting vs the paper",
     "merged": "Merged tables of all cells",
+    "transfer": "Decodable vs usable",
+    "ladder": "Model ladder",
     "before": "before finetuning (pretrained)",
     "after": "after finetuning",
 }

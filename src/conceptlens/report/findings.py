@@ -3,7 +3,8 @@
 Read from the folders of a `reproduce` run (llm/FAMILY, interventions/FAMILY, comparison/, synthetic/):
 emergence of the encoding in training, the TD peak in the middle layers and its growth with shots, TD
 against the answers' surface control, accuracy vs TD, the interventions against a random vector of the
-same norm, before- vs after-peak finetuning, and the concept stated in the prompt. DECISION: a verdict
+same norm, before- vs after-peak finetuning, the concept stated in the prompt, and whether the TD peak is a layer
+whose task vectors transfer (transfer/FAMILY, the interval rule of `llm.transfer.parting`). DECISION: a verdict
 is "holds", "does not hold", "not distinguishable from the control" or "not measured", from fixed
 rules written beside each row; a number is never judged without the control that could explain it.
 """
@@ -128,6 +129,28 @@ def stated_rows(family: str, plain: dict | None, stated: dict | None) -> list[li
                  "holds" if td_stated > td_plain else "does not hold")]
 
 
+def transfer_rows(family: str, folder: Path) -> list[list[Cell]]:
+    """Is the best-decoding layer one the model uses? Task vectors from the TD peak, patched into zero-shot prompts."""
+    from conceptlens.llm.transfer.parting import layer_ranges
+    from conceptlens.report.transfer_section import transfer_finding
+
+    try:
+        found = transfer_finding(folder)
+    except (OSError, ValueError, KeyError, TypeError):
+        found = None
+    if found is None:
+        return [_row("the TD peak is a layer the model uses (task vectors transfer)", family, "", "", "", "not measured")]
+    parts, at_td = found["parts"], found["at_td"]
+    zero, icl = parts["zero_shot"], parts["icl"]
+    verdict = ("not measured" if not parts["icl_above_zero_shot"] else "holds" if at_td.usable else "does not hold")
+    return [_row("the TD peak is a layer the model uses (task vectors transfer)", family,
+                 "the TD peak is where the concept is used (interventions there move accuracy)",
+                 f"layer {found['best_td']} (TD {at_td.td:.2f}): transfer {at_td.transfer:.2f} [{at_td.transfer_low:.2f}, "
+                 f"{at_td.transfer_high:.2f}]; decodable, not usable at layers {layer_ranges(parts['decodable_not_usable'])}",
+                 f"zero-shot {zero['accuracy']:.2f} [{zero['low']:.2f}, {zero['high']:.2f}], ICL {icl['accuracy']:.2f}",
+                 verdict)]
+
+
 def _moments_text(moments: dict) -> tuple[str, set[str]]:
     reached = {name for name in ("a", "b", "c") if isinstance(moments.get(name), int)}
     text = ", ".join(f"({n}) {moments[n]:,}" for n in ("a", "b", "c") if n in reached)
@@ -163,6 +186,7 @@ def findings_table(run: Path) -> TableView | None:
         rows += intervention_rows(family, _csv(run / "interventions" / family / "interventions_summary.csv"))
         rows += finetune_rows(family, comparison)
         rows += stated_rows(family, summary, _json(run / "llm" / f"{family}_stated" / "summary.json"))
+        rows += transfer_rows(family, run / "transfer" / family)
     return TableView("findings", COLUMNS, rows, caption="The paper's findings, ours beside them, each with the "
                      "control that could explain it away", note=f"paper: {paper.PAPER} (Llama-3.1 8B unless said)",
                      index_columns=1)

@@ -26,10 +26,13 @@ nav.toc ol { margin: .3rem 0; padding-left: 1.3rem; }
 nav.toc li.depth-2 { margin-left: 1.2rem; } nav.toc li.depth-3, nav.toc li.depth-4 { margin-left: 2.4rem; }
 nav.toc a { color: var(--accent); text-decoration: none; } nav.toc a:hover { text-decoration: underline; }
 .what { max-width: 60rem; } .what p { margin: .35rem 0; }
+.finding { max-width: 64rem; margin: .8rem 0 1rem; padding: .5rem 1.1rem; border-left: 4px solid var(--accent);
+           background: var(--soft); border-radius: 0 6px 6px 0; } .finding p { margin: .4rem 0; }
 .badge { display: inline-block; font-size: .8rem; padding: .1rem .55rem; border-radius: 999px;
          background: var(--soft); border: 1px solid var(--line); color: var(--muted); margin-left: .4rem; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 1.2rem; }
 figure { margin: 0; padding: .8rem; border: 1px solid var(--line); border-radius: 8px; background: #fff; }
+.figures figure.wide { grid-column: 1 / -1; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { font-size: .9rem; color: var(--muted); margin-top: .5rem; }
 figcaption b { color: var(--ink); }
@@ -102,12 +105,13 @@ TEMPLATE = """<!DOCTYPE html>
 <section id="{{ section.anchor }}">
 <h2 class="depth-{{ section.depth }}">{{ section.title }}{% if section.status %}<span class="badge">{{ section.status }}</span>{% endif %}</h2>
 <p class="path">{{ section.relative or "." }}/</p>
+{% if section.statements %}<div class="finding">{% for text in section.statements %}<p>{{ text }}</p>{% endfor %}</div>{% endif %}
 {% if section.texts %}<div class="what">{% for text in section.texts %}<p>{{ text }}</p>{% endfor %}</div>{% endif %}
 {% for note in section.notes %}<p class="note warn">{{ note }}</p>{% endfor %}
 {% for note in section.info %}<p class="note">{{ note }}</p>{% endfor %}
 {% for view in section.comparisons %}{{ table(view) }}{% endfor %}
 {% if section.figures %}<div class="figures">
-{% for figure in section.figures %}<figure><img src="{{ figure.data_uri }}" alt="{{ figure.caption }}"><figcaption><b>Figure {{ figure.number }}.</b> {{ figure.caption }} <span class="path">{{ figure.name }}</span></figcaption></figure>
+{% for figure in section.figures %}<figure{% if figure.wide %} class="wide"{% endif %}><img src="{{ figure.data_uri }}" alt="{{ figure.caption }}"><figcaption><b>Figure {{ figure.number }}.</b> {{ figure.caption }} <span class="path">{{ figure.name }}</span></figcaption></figure>
 {% endfor %}</div>{% endif %}
 {% for name, blocks in section.markdown %}<h3>{{ name }}</h3>
 {% for kind, content in blocks %}{% if kind == "table" %}{{ table(content) }}{% elif kind == "heading" %}<p><b>{{ content }}</b></p>{% else %}<p>{{ content }}</p>{% endif %}{% endfor %}

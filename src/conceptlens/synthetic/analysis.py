@@ -24,8 +24,8 @@ from conceptlens.synthetic.baselines import baseline_errors, summary
 from conceptlens.synthetic.patching import diagonal_contrast, paper_block, patching_matrix, scoring_windows
 from conceptlens.synthetic.probes import TOKENS, head_importance, per_concept_mean, representations, squared_errors
 from conceptlens.synthetic.results import SyntheticAnalysis
-from conceptlens.synthetic.train import (TEST_SEED, build_task, checkpoint_steps, curriculum_end,
-                                         load_checkpoint, load_run_config)
+from conceptlens.synthetic.schedule import curriculum_end
+from conceptlens.synthetic.train import TEST_SEED, build_task, checkpoint_steps, load_checkpoint, load_run_config
 
 
 def select_steps(steps: list[int], max_checkpoints: int | None) -> list[int]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import load_tensors, read_jsonl, save_tensors, verify_checksum, write_json, write_text
+from conceptlens.safetensors_io import load_tensors, save_tensors
+from conceptlens.storage import read_jsonl, verify_checksum, write_json, write_text
 from conceptlens.synthetic.config import RunConfig, config_from_dict
 
 _CKPT = re.compile(r"^step_(\d{7})\.safetensors$")

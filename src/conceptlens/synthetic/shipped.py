@@ -46,7 +46,8 @@ def ship_run(run_dir: str | Path, name: str, steps: list[int], command: str) -> 
     """Thin a trained run to `steps`, store weights as float16, and write it under the assets."""
     import json
 
-    from conceptlens.storage import load_tensors, read_jsonl, save_tensors, write_text
+    from conceptlens.safetensors_io import load_tensors, save_tensors
+    from conceptlens.storage import read_jsonl, write_text
     from conceptlens.synthetic.train import checkpoint_path, load_run_config
 
     run_dir = Path(run_dir)

@@ -7,12 +7,12 @@ evaluation, kept apart so metrics are bit-for-bit reproducible) and
 `.state.json` beside it. The batch of step s is drawn from a generator seeded by (seed, s), so a
 run killed at any point and resumed from its last checkpoint ends with exactly the same weights
 and metrics as an uninterrupted one. No pickle is written or read. The loop (`run_loop`) and the
-run-folder bookkeeping (`Run`) also serve seeds trained together (`conceptlens.synthetic.train_seeds`).
+run-folder bookkeeping (`Run`) also serve seeds trained together (`conceptlens.synthetic.train_seeds`);
+what each step uses (learning rate, curriculum, batch, checkpoint or not) is `synthetic.schedule`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import append_jsonl, load_tensors, read_jsonl, remove_stale_temporaries, write_text
+from conceptlens.safetensors_io import load_tensors
+from conceptlens.storage import append_jsonl, read_jsonl, remove_stale_temporaries, write_text
 from conceptlens.synthetic.checkpoints import (checkpoint_path, checkpoint_steps, copy_series, init_source,
                                                load_run_config, prune_optimizer_files, read_checkpoint,
                                                resume_point, same_run, save_checkpoint, truncate_jsonl)
 from conceptlens.synthetic.config import RunConfig
 from conceptlens.synthetic.model import GPTConfig, RegressionGPT
+from conceptlens.synthetic.schedule import batch_generator, is_checkpoint_step, learning_rate, points_at, support_at
 from conceptlens.synthetic.tasks import RegressionBatch, RegressionMixture, make_task
 
 TEST_SEED = 10_000
@@ -42,56 +44,6 @@ def build_model(config: RunConfig) -> RegressionGPT:
     m = config.model
     return RegressionGPT(GPTConfig(config.task.n_dims, config.task.n_points, m.n_layers, m.n_heads, m.d_model,
                                    m.mlp_ratio, m.y_channel, paired=m.paired))
-
-
-def learning_rate(step: int, config: RunConfig) -> float:
-    """Linear warm-up, then constant or cosine decay to `min_lr_ratio * lr` (counted from `init_step`)."""
-    t = config.train
-    origin = t.init_step or 0
-    step = step - origin
-    if t.warmup and step < t.warmup:
-        return t.lr * (step + 1) / t.warmup
-    if t.schedule == "constant":
-        return t.lr
-    progress = min(1.0, (step - t.warmup) / max(1, t.steps - origin - t.warmup))
-    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def points_at(step: int, config: RunConfig) -> int:
-    """Examples per training sequence at `step` (the curriculum of Garg et al., or always K)."""
-    c, k = config.train.curriculum, config.task.n_points
-    if not c.enabled:
-        return k
-    return min(k, c.start_points + c.step_points * (step // c.every))
-
-
-def support_at(step: int, config: RunConfig) -> int | None:
-    """Coordinates of its basis a training w may use at `step` (the support curriculum), None = all."""
-    c = config.train.curriculum
-    if not c.enabled or c.start_support is None:
-        return None
-    return min(config.task.basis_dim, c.start_support + step // c.support_every)
-
-
-def curriculum_end(config: RunConfig) -> int | None:
-    """The first step that trains on the full task (all K examples, whole bases); None without a curriculum."""
-    c = config.train.curriculum
-    if not c.enabled:
-        return None
-    points = -(-max(0, config.task.n_points - c.start_points) // c.step_points) * c.every
-    support = 0 if c.start_support is None else max(0, config.task.basis_dim - c.start_support) * c.support_every
-    return max(points, support)
-
-
-def batch_generator(seed: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
-
-
-def is_checkpoint_step(step: int, config: RunConfig) -> bool:
-    s = config.schedule
-    if step == 0 or step == config.train.steps:
-        return True
-    return step % (s.dense_every if step <= s.dense_until else s.sparse_every) == 0
 
 
 def concept_errors(predictions: torch.Tensor, ys: torch.Tensor, concepts: torch.Tensor, n_concepts: int,

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from conceptlens.errors import ConceptLensError
 from conceptlens.synthetic.checkpoints import common_resume_point
 from conceptlens.synthetic.config import RunConfig
+from conceptlens.synthetic.schedule import learning_rate
 from conceptlens.synthetic.stacked import StackedGPT, clip_each
 from conceptlens.synthetic.tasks import RegressionBatch
-from conceptlens.synthetic.train import (build_model, concept_errors, learning_rate, make_optimizer, open_run,
-                                         run_loop, training_device)
+from conceptlens.synthetic.train import build_model, concept_errors, make_optimizer, open_run, run_loop, training_device
 
 
 def seed_folder(out: str | Path, seed: int) -> Path:

@@ -31,9 +31,9 @@ def load_family(name: str, split: str = "test", seed: int = 0, null: bool = True
     if name in ("pos", "pos-synthetic"):
         from conceptlens.tasks.pos import pos_family
 
-        # "pos-synthetic": the generated grammar corpus, a control whose TD the answer vocabulary
-        # explains (issue 14). "pos" still reads it until the WEB corpus (data/pos_web) is wired in.
-        return pos_family(split=split, seed=seed, null=null)
+        # "pos": real sentences (World English Bible, data/pos_web). "pos-synthetic": the generated
+        # grammar corpus (data/pos), a control whose TD the answer vocabulary explains (issue 14).
+        return pos_family(split=split, seed=seed, null=null, source="web" if name == "pos" else "synthetic")
     if name == "bitwise":
         from conceptlens.tasks.bitwise import bitwise_family
 

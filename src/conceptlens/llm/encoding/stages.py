@@ -1,7 +1,7 @@
 """One stage of the encoding study: the prompts of one shots value, decoded once, saved with a checksum.
 
 Greedy decoding scores each prompt while every hidden-state layer is read at the query separator in
-the same prefill (`llm.generation.greedy_answers`); the activations (float16-rounded), completions and
+the same prefill (`llm.decode.greedy_answers`); the activations (float16-rounded), completions and
 timings are saved beside a fingerprint of the model's weights, the prompts and the format, so a rerun
 loads a finished stage instead of decoding again. DECISION: a stage whose fingerprint differs is
 recomputed (never mixed), and its timing file says whether it was resumed.
@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.generation import greedy_answers
+from conceptlens.llm.decode import greedy_answers
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import Prompt
-from conceptlens.storage import load_tensors, safetensors_metadata, save_tensors, verify_checksum, write_json
+from conceptlens.safetensors_io import load_tensors, safetensors_metadata, save_tensors
+from conceptlens.storage import verify_checksum, write_json
 
 @dataclass
 class Stage:

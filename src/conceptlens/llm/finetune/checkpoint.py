@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from conceptlens.errors import ConceptLensError
-from conceptlens.storage import load_tensors, safetensors_metadata, save_tensors
+from conceptlens.safetensors_io import load_tensors, safetensors_metadata, save_tensors
 
 CHECKPOINT = "checkpoint.safetensors"
 

@@ -196,7 +196,7 @@ def finetune(lm: LoadedModel, family_name: str, train_family: TaskFamily, test_f
 def _train(lm: LoadedModel, config: TrainingConfig, examples: list, monitor: list, out: Path, batch_size: int,
            resume: bool, checkpoint_every: int, evaluations: int, progress) -> float:
     """Train and save the blocks of `config` (skipped once `training.json` exists); returns the training seconds."""
-    from conceptlens.llm.generation import greedy_answers
+    from conceptlens.llm.decode import greedy_answers
 
     def evaluate(model) -> dict:
         result = greedy_answers(LoadedModel(lm.name, model, lm.tokenizer, lm.layout), monitor, batch_size=batch_size)

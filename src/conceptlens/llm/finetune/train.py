@@ -23,8 +23,8 @@ from conceptlens.llm.finetune.checkpoint import CHECKPOINT, load_checkpoint, sav
 from conceptlens.llm.finetune.data import IGNORE, TrainingExample, batch_schedule, collate
 from conceptlens.llm.finetune.layers import freeze_except_blocks, lora_target_modules
 from conceptlens.models.loader import LoadedModel
-from conceptlens.storage import (append_jsonl, atomic_folder, load_tensors, read_jsonl, remove_stale_temporaries,
-                                 save_tensors, write_text)
+from conceptlens.safetensors_io import load_tensors, save_tensors
+from conceptlens.storage import append_jsonl, atomic_folder, read_jsonl, remove_stale_temporaries, write_text
 
 METHODS = ("lora", "full")
 LOG = "train_log.jsonl"

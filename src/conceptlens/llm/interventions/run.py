@@ -26,7 +26,7 @@ from conceptlens.hooks.nethook import parse_point
 from conceptlens.llm.interventions.conditions import (MODES, cross_shifts, cross_target, edit_vectors,
                                                       layer_conditions, random_vectors, target_answers)
 from conceptlens.llm.interventions.definitions import heldout_prompts, means_by_concept, query_activations, query_positions
-from conceptlens.llm.interventions.generation import edited_answers
+from conceptlens.llm.decode import edited_answers
 from conceptlens.llm.interventions.report import run_record, write_outputs
 from conceptlens.llm.interventions.sweep import MAX_SWEEP_LAYERS, control_by_layer, sweep_layers
 from conceptlens.models.loader import LoadedModel

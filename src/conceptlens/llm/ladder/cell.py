@@ -2,7 +2,8 @@
 
 The study is `experiments.encoding_study` (the same call as `llm run`), written into `study/`; beside it
 `rung.json` records what scale means on this machine: parameters, blocks, dtype, load time, study
-time and the process's peak resident memory. With `interventions`, the paper's intervention test runs
+time, the process's peak resident memory and torch's thread count (one per cell on Ray, where a
+`num_cpus=1` task gets `OMP_NUM_THREADS=1`). With `interventions`, the paper's intervention test runs
 at the study's TD peak (`interventions/`). DECISION: peak memory is the process's maximum resident set
 (`resource.getrusage`), which includes what earlier rungs of an in-process ladder held: run rungs on Ray
 (one process each) when memory per model matters.
@@ -28,6 +29,8 @@ def ladder_cell(out: Path, model: str, family: str, shots: list[int] | int = 4, 
                 seed: int = 0, k: int = 10, dtype: str = "float32", interventions: bool = False,
                 intervention_prompts: int = 20, batch_size: int = 16) -> dict:
     """Run one (model, family) rung into `out` (a sweep cell's folder); returns the `rung.json` record."""
+    import torch
+
     from conceptlens.experiments import check_study, encoding_study
     from conceptlens.experiments import interventions as run_interventions
     from conceptlens.models.from_spec import load_model, on_gpu_if_free
@@ -43,7 +46,7 @@ def ladder_cell(out: Path, model: str, family: str, shots: list[int] | int = 4, 
     start = time.perf_counter()
     summary = encoding_study(lm, spec, out / "study", batch_size=batch_size, family=task_family)
     record = {"model": model, "family": family, "dtype": dtype, "parameters": sum(p.numel() for p in lm.model.parameters()),
-              "n_layers": lm.n_layers, "load_seconds": round(load_seconds, 2),
+              "n_layers": lm.n_layers, "threads": torch.get_num_threads(), "load_seconds": round(load_seconds, 2),
               "study_seconds": round(time.perf_counter() - start, 2), "best_layer": summary["best_layer"]}
     if interventions:
         start = time.perf_counter()

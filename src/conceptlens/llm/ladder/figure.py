@@ -32,6 +32,11 @@ def _paper_llama(column: str, family: str) -> float | None:
 
 def draw_ladder(table: pd.DataFrame, path: Path) -> Path:
     """Write the four-panel scaling figure of `table` (from `ladder_table`) to `path`."""
+    return save_png(ladder_figure(table), path)
+
+
+def ladder_figure(table: pd.DataFrame):
+    """The four-panel scaling figure of `table` (from `ladder_table` or ladder.csv), as an open figure."""
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     colours = {family: plt.get_cmap("tab10")(i) for i, family in enumerate(dict.fromkeys(table.family))}
     ours, paper = table[table.source == "ours"].dropna(subset=["parameters"]), table[table.source == "paper"]
@@ -63,4 +68,4 @@ def draw_ladder(table: pd.DataFrame, path: Path) -> Path:
             ax.legend(fontsize=7)
     fig.suptitle("Concept encoding across scale: our ladder (filled) beside the paper's models (open)")
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig

@@ -20,7 +20,7 @@ from conceptlens.report.paper_values import MODELS_BY_SCALE, PEAK_LAYER
 COLUMNS = ["source", "model", "family", "status", "parameters", "n_layers", "shots", "td_peak_layer", "depth_fraction",
            "td_peak", "td_peak_ci_low", "td_peak_ci_high", "surface_control_td", "exceeds_surface_control",
            "td_shuffled_labels", "icl_accuracy", "r2", "r2_ci_low", "r2_ci_high", "positive_effect",
-           "negative_effect", "dtype", "load_seconds", "study_seconds", "peak_memory_gib"]
+           "negative_effect", "dtype", "threads", "load_seconds", "study_seconds", "peak_memory_gib"]
 
 
 def _read(path: Path) -> dict | None:
@@ -68,7 +68,7 @@ def rung_row(folder: Path, grid: dict, status: str) -> dict:
             "exceeds_surface_control": exceeds, "td_shuffled_labels": summary.get("td_shuffled_labels"),
             "icl_accuracy": per_shots["accuracy_mean"], "r2": fit["r2"],
             "r2_ci_low": (fit.get("r2_ci95") or [None, None])[0], "r2_ci_high": (fit.get("r2_ci95") or [None, None])[1],
-            "positive_effect": positive, "negative_effect": negative, "dtype": rung["dtype"],
+            "positive_effect": positive, "negative_effect": negative, "dtype": rung["dtype"], "threads": rung.get("threads"),
             "load_seconds": rung["load_seconds"], "study_seconds": rung["study_seconds"],
             "peak_memory_gib": rung["peak_memory_gib"]}
 

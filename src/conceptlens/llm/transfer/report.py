@@ -2,9 +2,8 @@
 
 Per variant: the best transfer layer, transfer at the best TD layer, recovery (transfer − zero-shot)
 / (ICL − zero-shot) per concept, Pearson correlations of TD and transfer (bootstrap 95% intervals),
-and the layers where the two part. DECISION (thresholds): a layer is *decodable, not usable* when its
-mean TD >= 0.8 × the peak mean TD but its transfer is within 5 points of zero-shot; *usable, not
-decodable* when its transfer gain >= half the ICL gain but its TD < chance + half the way to the peak.
+and the layers where the two part, by the run's own intervals (`parting.RULE`: TD's Wilson interval
+above chance = decodable, transfer's above the zero-shot interval = usable).
 """
 
 from __future__ import annotations
@@ -14,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from conceptlens.llm.transfer.parting import RULE, parting
 from conceptlens.storage import write_json, write_table
 
-THRESHOLDS = {"decodable_td_fraction_of_peak": 0.8, "near_zero_shot_points": 5.0,
-              "usable_gain_fraction_of_icl_gain": 0.5, "undecodable_fraction_of_peak_above_chance": 0.5}
+THRESHOLDS = {"interval": "Wilson 95% of the pooled counts", "decodable": "TD interval above chance",
+              "usable": "transfer interval above the zero-shot interval"}
 BOOTSTRAP = 1000
 
 
@@ -50,23 +50,15 @@ def recovery(transfer: pd.Series, zero: pd.Series, icl: pd.Series) -> tuple[dict
     return values, notes
 
 
-def _variant(frame: pd.DataFrame, td_grid: pd.DataFrame, variant: str, zero: pd.Series, icl: pd.Series) -> dict:
-    """The summary of one variant (per_query or mean); `td_grid` is TD as [layer, concept]."""
+def _variant(frame: pd.DataFrame, td: pd.DataFrame, td_grid: pd.DataFrame, variant: str, zero: pd.Series,
+             icl: pd.Series) -> dict:
+    """The summary of one variant (per_query or mean); `td` is td.csv's rows, `td_grid` TD as [layer, concept]."""
     patched = frame[(frame.condition == "task_vector") & (frame.variant == variant)]
     grid = patched.pivot_table(index="layer", columns="concept", values="accuracy")[td_grid.columns]
     grid.index = grid.index.astype(int)
     by_layer, td_by_layer = grid.mean(axis=1), td_grid.mean(axis=1)
     best, best_td = int(by_layer.idxmax()), int(td_by_layer.idxmax())
-    chance = 1.0 / td_grid.shape[1]
-    zero_mean, icl_mean = float(zero.mean()), float(icl.mean())
-    gain, icl_gain = by_layer - zero_mean, icl_mean - zero_mean
-    t = THRESHOLDS
-    decodable_not_usable = [int(l) for l in by_layer.index if td_by_layer[l] >= t["decodable_td_fraction_of_peak"]
-                            * td_by_layer.max() and abs(gain[l]) <= t["near_zero_shot_points"] / 100]
-    usable_not_decodable = [int(l) for l in by_layer.index if icl_gain > 0
-                            and gain[l] >= t["usable_gain_fraction_of_icl_gain"] * icl_gain
-                            and td_by_layer[l] < chance + t["undecodable_fraction_of_peak_above_chance"]
-                            * (td_by_layer.max() - chance)]
+    parts = parting(frame, td, variant)
     at_best, notes = recovery(grid.loc[best], zero, icl)
     at_best_td, _ = recovery(grid.loc[best_td], zero, icl)
     defined = [v for v in at_best.values() if v is not None]
@@ -80,7 +72,7 @@ def _variant(frame: pd.DataFrame, td_grid: pd.DataFrame, variant: str, zero: pd.
                             "across_concepts_at_best_td_layer": pearson_with_interval(td_grid.loc[best_td].values,
                                                                                       grid.loc[best_td].values),
                             "across_layer_concept_cells": pearson_with_interval(cells.td.values, cells.transfer.values)},
-            "decodable_not_usable": decodable_not_usable, "usable_not_decodable": usable_not_decodable,
+            "decodable_not_usable": parts["decodable_not_usable"], "usable_not_decodable": parts["usable_not_decodable"],
             "accuracy_by_layer": {int(l): round(float(v), 4) for l, v in by_layer.items()}}
 
 
@@ -92,7 +84,7 @@ def summarize(frame: pd.DataFrame, td: pd.DataFrame) -> dict:
     zero = frame[frame.condition == "zero_shot"].set_index("concept").accuracy[concepts]
     icl = frame[frame.condition == "icl"].set_index("concept").accuracy[concepts]
     td_by_layer = td_grid.mean(axis=1)
-    variants = {v: _variant(frame, td_grid, v, zero, icl) for v in sorted(set(frame.variant) - {"none"})}
+    variants = {v: _variant(frame, td, td_grid, v, zero, icl) for v in sorted(set(frame.variant) - {"none"})}
     main = variants.get("per_query") or next(iter(variants.values()))
     return {"best_transfer_layer": main["best_transfer_layer"], "best_td_layer": int(td_by_layer.idxmax()),
             "transfer_at_best_td_layer": main["transfer_at_best_td_layer"],
@@ -101,7 +93,7 @@ def summarize(frame: pd.DataFrame, td: pd.DataFrame) -> dict:
             "zero_shot_by_concept": zero.round(4).to_dict(), "icl_by_concept": icl.round(4).to_dict(),
             "td_by_layer": {int(l): round(float(v), 4) for l, v in td_by_layer.items()},
             "variants": variants, "thresholds": THRESHOLDS,
-            "thresholds_meaning": __doc__.split("DECISION (thresholds): ")[1].strip()}
+            "thresholds_meaning": RULE}
 
 
 def _panel(ax, layers, td, curves: dict, zero: float, icl: float, chance: float, title: str, legend: bool) -> None:
@@ -120,6 +112,22 @@ def _panel(ax, layers, td, curves: dict, zero: float, icl: float, chance: float,
         ax.legend(fontsize=7, loc="best")
 
 
+PARTING_COLOURS = {"decodable_not_usable": ("#e34a33", "decodable, not usable"),
+                   "usable_not_decodable": ("#31a354", "usable, not decodable")}
+
+
+def shade_parting(ax, variant: dict) -> None:
+    """Shade the layers of `variant["decodable_not_usable"]` red and `["usable_not_decodable"]` green, one legend
+    entry each (named "none" when a list is empty, so the legend always says what the colours mean)."""
+    for key, (colour, label) in PARTING_COLOURS.items():
+        layers = variant.get(key) or []
+        for i, layer in enumerate(layers):
+            ax.axvspan(layer - 0.5, layer + 0.5, color=colour, alpha=0.15, linewidth=0,
+                       label=f"{label} ({len(layers)} layer{'s' if len(layers) > 1 else ''})" if i == 0 else None)
+        if not layers:
+            ax.axvspan(0, 0, color=colour, alpha=0.15, linewidth=0, label=f"{label}: none")
+
+
 def plot(frame: pd.DataFrame, td: pd.DataFrame, summary: dict, title: str):
     """Averaged panel (parting layers shaded) above one small panel per concept; TD and accuracy share [0, 1]."""
     from conceptlens.figures import plt
@@ -135,12 +143,9 @@ def plot(frame: pd.DataFrame, td: pd.DataFrame, summary: dict, title: str):
     layers = sorted(int(l) for l in td.layer.unique())
     curves = {v: [summary["variants"][v]["accuracy_by_layer"][l] for l in layers] for v in variants}
     _panel(main, layers, [summary["td_by_layer"][l] for l in layers], curves, summary["zero_shot"], summary["icl"],
-           summary["td_chance"], "mean over concepts (red band: decodable, not usable; green: usable, not decodable)", True)
-    first = summary["variants"][variants[0]] if "per_query" not in summary["variants"] else summary["variants"]["per_query"]
-    for layer in first["decodable_not_usable"]:
-        main.axvspan(layer - 0.5, layer + 0.5, color="#e34a33", alpha=0.12, linewidth=0)
-    for layer in first["usable_not_decodable"]:
-        main.axvspan(layer - 0.5, layer + 0.5, color="#31a354", alpha=0.12, linewidth=0)
+           summary["td_chance"], "mean over concepts; shaded: the layers where decodability and use part", False)
+    shade_parting(main, summary["variants"]["per_query" if "per_query" in summary["variants"] else variants[0]])
+    main.legend(fontsize=7, loc="best")
     main.set_xlabel("HF hidden-state layer (0 = embeddings)")
     main.set_ylabel("TD / exact-match accuracy")
     for i, concept in enumerate(concepts):
@@ -173,14 +178,29 @@ def save_figure(out: Path, frame: pd.DataFrame, td: pd.DataFrame, summary: dict)
     save_png(fig, out / "transfer.png", dpi=110, tight=False)
 
 
-def redraw(out: Path) -> None:
-    """Draw transfer.png again from a finished run folder's tables and summary.json."""
+def load_summary(out: Path) -> dict:
+    """A run folder's summary.json with its per-layer keys back to integers (JSON made them strings)."""
     import json
 
-    out = Path(out)
-    frame, td = pd.read_csv(out / "transfer.csv"), pd.read_csv(out / "td.csv")
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((Path(out) / "summary.json").read_text(encoding="utf-8"))
     summary["td_by_layer"] = {int(k): v for k, v in summary["td_by_layer"].items()}
     for variant in summary["variants"].values():
         variant["accuracy_by_layer"] = {int(k): v for k, v in variant["accuracy_by_layer"].items()}
-    save_figure(out, frame, td, summary)
+    return summary
+
+
+def with_current_parting(frame: pd.DataFrame, td: pd.DataFrame, summary: dict) -> dict:
+    """`summary` with each variant's parting layers recomputed under `parting.RULE` (older runs used other rules)."""
+    variants = {}
+    for name, variant in summary["variants"].items():
+        parts = parting(frame, td, name)
+        variants[name] = {**variant, "decodable_not_usable": parts["decodable_not_usable"],
+                          "usable_not_decodable": parts["usable_not_decodable"]}
+    return {**summary, "variants": variants, "thresholds": THRESHOLDS, "thresholds_meaning": RULE}
+
+
+def redraw(out: Path) -> None:
+    """Draw transfer.png again from a finished run folder's tables and summary.json (under the current rule)."""
+    out = Path(out)
+    frame, td = pd.read_csv(out / "transfer.csv"), pd.read_csv(out / "td.csv")
+    save_figure(out, frame, td, with_current_parting(frame, td, load_summary(out)))

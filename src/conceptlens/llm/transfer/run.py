@@ -22,7 +22,7 @@ from conceptlens.activations.capture import hidden_state_point
 from conceptlens.decodability import task_decodability
 from conceptlens.errors import ConceptLensError
 from conceptlens.llm.interventions.definitions import ReplaceWith, edits_at, means_by_concept, query_activations
-from conceptlens.llm.transfer.generation import has_kv_cache, patched_answers
+from conceptlens.llm.decode import edited_answers, has_kv_cache
 from conceptlens.llm.transfer.prompts import TransferPrompts, transfer_prompts
 from conceptlens.models.loader import LoadedModel
 from conceptlens.prompts import PromptFormat, fit_format_to_tokenizer
@@ -108,11 +108,11 @@ def run_transfer(lm: LoadedModel, family_name: str, train: TaskFamily, test: Tas
     td = td_table(vectors, built.labels, chosen, k)
     task = progress.add_task("transfer", total=2 * len(built.labels), info=f"{family_name}, {len(chosen)} layers") \
         if progress else None
-    results = patched_answers(lm, built.icl, {("icl", "none", None): None}, role=ROLE, batch_size=batch_size,
-                              progress=progress, task=task)
+    results = edited_answers(lm, built.icl, {("icl", "none", None): None}, role=ROLE, batch_size=batch_size,
+                             early_stop=True, progress=progress, task=task)
     conditions = conditions_for(lm, chosen, vectors, built.labels)
-    results.update(patched_answers(lm, built.zero_shot, conditions, role=ROLE, batch_size=batch_size,
-                                   progress=progress, task=task))
+    results.update(edited_answers(lm, built.zero_shot, conditions, role=ROLE, batch_size=batch_size,
+                                  early_stop=True, progress=progress, task=task))
     untouched = [key for key, edit in conditions.items() for iv in (edit or {}).values() if iv.rows != len(built.labels)]
     if untouched:
         raise RuntimeError(f"conditions {untouched[:3]} did not patch every zero-shot prompt")
