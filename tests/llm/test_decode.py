@@ -126,18 +126,20 @@ def test_edits_touch_the_role_token_of_every_row_once_per_batch(lm, prompts):
     for width, positions, changed in seen:
         assert (positions == width - 1).all()  # the query separator is the last prompt token
         assert changed.sum().item() == len(positions) and changed[torch.arange(len(positions)), positions].all()
-    edited_answers(lm, prompts, {"kick": {point: kick}}, batch_size=4, max_new_tokens=3)
-    assert kick.calls == len(widths) and kick.rows == len(prompts)
-    assert kick.touched.eq(0).all()  # with a shared prefix the edited token runs alone: position 0
+    touched = edited_answers(lm, prompts, {"kick": {point: kick}}, batch_size=4, max_new_tokens=3)["kick"].touched
+    assert touched[point].calls == len(widths) and touched[point].rows == len(prompts)
+    assert touched[point].positions.eq(0).all()  # with a shared prefix the edited token runs alone: position 0
 
 
 def test_a_skipped_row_is_refused():
-    touch = Touch(lambda hidden, positions: hidden)
+    touch, ledger = Touch(lambda hidden, positions: hidden), {}
     with pytest.raises(RuntimeError, match="touched"):
-        record("c", {"blocks.0.resid_post": None}, {"blocks.0.resid_post": touch}, 4)  # never called
+        record("c", {"blocks.0.resid_post": touch}, 4, ledger)  # never called
     touch(torch.zeros(3, 5, 2), torch.tensor([4, 4, 4]))
     with pytest.raises(RuntimeError, match="batch of 4"):
-        record("c", {"blocks.0.resid_post": None}, {"blocks.0.resid_post": touch}, 4)
+        record("c", {"blocks.0.resid_post": touch}, 4, ledger)
+    record("c", {"blocks.0.resid_post": touch}, 3, ledger)
+    assert (ledger["blocks.0.resid_post"].calls, ledger["blocks.0.resid_post"].rows) == (1, 3)
 
 
 def test_budgets_and_bad_settings(lm, prompts):

@@ -281,6 +281,7 @@ class TestCrossAndRandom:
     def fake_generation(self, family, seen):
         """A stand-in for the model: the baseline answers the source, cross shift s answers its target."""
         from conceptlens.llm.decode import GenerationResult
+        from conceptlens.llm.decode.edits import Touched
         from conceptlens.llm.interventions.conditions import cross_target, target_answers
 
         def run(lm_, prompts, conditions, **kwargs):
@@ -294,7 +295,9 @@ class TestCrossAndRandom:
                     done = [a if a is not None else "?" for a in answers]
                 else:
                     done = [p.answer for p in prompts]
-                out[key] = GenerationResult(done, np.array([d == p.answer for d, p in zip(done, prompts)]), [], None)
+                touched = {point: Touched(1, len(prompts)) for point in conditions[key] or {}}
+                out[key] = GenerationResult(done, np.array([d == p.answer for d, p in zip(done, prompts)]), [], None,
+                                            touched)
             return out
         return run
 
@@ -332,11 +335,13 @@ class TestCrossAndRandom:
         from conceptlens.llm.interventions import run as intervention_run
 
         seen: list = []
+        results: list = []
         real = intervention_run.edited_answers
 
         def spy(lm_, prompts, conditions, **kwargs):
             seen.append(conditions)
-            return real(lm_, prompts, conditions, **kwargs)
+            results.append(real(lm_, prompts, conditions, **kwargs))
+            return results[-1]
 
         monkeypatch.setattr(intervention_run, "edited_answers", spy)
         frame = small_run(lm, layers=[1, 2], replicates=1, mode="add")
@@ -347,7 +352,8 @@ class TestCrossAndRandom:
             random = seen[0][("random", layer, 0)][point].vector
             torch.testing.assert_close(random.norm(dim=-1), positive.norm(dim=-1))
             assert not torch.allclose(random, positive)
-            assert seen[0][("random", layer, 0)][point].rows == len(positive)  # every prompt edited once
+            assert len(results[0][("random", layer, 0)].touched[point].positions) > 0
+            assert results[0][("random", layer, 0)].touched[point].rows == len(positive)  # every prompt edited once
 
     def test_add_writes_the_held_out_mean(self, lm, monkeypatch):
         from conceptlens.llm.interventions import run as intervention_run

@@ -14,6 +14,7 @@ from conceptlens.activations.capture import hidden_state_point, left_pad, padded
 from conceptlens.errors import ConceptLensError
 from conceptlens.hooks import Trace
 from conceptlens.llm.decode import edited_answers, greedy_answers
+from conceptlens.llm.decode.edits import Touch
 from conceptlens.llm.interventions.conditions import (answer_lookup, cross_shifts, cross_target, edit_vectors,
                                                       layer_conditions, make_edit, query_input, random_vectors,
                                                       target_answers)
@@ -75,9 +76,9 @@ class TestMechanics:
         later = [hidden_state_point(layer + 1, lm.n_layers)]
         point = hidden_state_point(layer, lm.n_layers)
         logits, captured = forward(lm, ids, mask, position_ids, pos, points=[point] + later)
-        patch = ReplaceWith(captured[point])  # per-row [batch, d]: each row's own activation
+        patch = Touch(ReplaceWith(captured[point]))  # per-row [batch, d]: each row's own activation
         patched_logits, patched = forward(lm, ids, mask, position_ids, pos, points=later, edits={point: patch})
-        assert patch.calls == 1 and patch.rows == len(prompts)
+        assert len(patch.touched) == 1 and len(patch.touched[0]) == len(prompts)
         assert torch.equal(patched_logits, logits)
         assert torch.equal(patched[later[0]], captured[later[0]])
 
@@ -98,12 +99,15 @@ class TestMechanics:
         ids, mask, position_ids, pos = encode(lm, prompts)
         patch = ReplaceWith(torch.zeros(lm.layout.d_model))
         point = hidden_state_point(1, lm.n_layers)
-        forward(lm, ids, mask, position_ids, pos, edits={point: patch})
-        assert torch.equal(patch.touched, pos)
-        for row, p in enumerate(patch.touched.tolist()):
+        touch = Touch(patch)
+        forward(lm, ids, mask, position_ids, pos, edits={point: touch})
+        (touched,) = touch.touched
+        assert torch.equal(touched, pos)
+        for row, p in enumerate(touched.tolist()):
             assert p == ids.shape[1] - 1  # the query separator is the last prompt token
             assert lm.tokenizer.decode(ids[row, p - 1:p + 1]) == "->"
         assert edits_at(lm, 1, patch) == {"blocks.0.resid_post": patch}
+        assert not hasattr(patch, "touched") and not hasattr(patch, "calls")  # the edit itself keeps no state
 
 
 class TestThroughGeneration:
@@ -115,7 +119,7 @@ class TestThroughGeneration:
             patch = ReplaceWith(first.activations[0, 0])
             again = greedy_answers(lm, [prompt], capture_layers=[layer, later], max_new_tokens=4,
                                    edits=edits_at(lm, layer, patch))
-            assert patch.calls == 1  # the prefill only: decode steps never see the edit
+            assert again.touched[hidden_state_point(layer, lm.n_layers)].calls == 1  # the prefill only
             assert again.completions == first.completions
             assert torch.equal(again.activations, first.activations)
 
@@ -125,7 +129,7 @@ class TestThroughGeneration:
         torch.manual_seed(0)
         patch = ReplaceWith(50 * torch.randn(lm.layout.d_model))
         edited = greedy_answers(lm, prompts, capture_layers=[3], max_new_tokens=4, edits=edits_at(lm, 2, patch))
-        assert patch.rows == len(prompts)
+        assert edited.touched[hidden_state_point(2, lm.n_layers)].rows == len(prompts)
         assert edited.completions != base.completions
         assert not torch.allclose(edited.activations, base.activations)
 
@@ -181,7 +185,9 @@ class TestSharedPrefixGeneration:
             assert torch.equal(base, patched)
             assert not torch.allclose(base, edited)
         assert results["other"].completions != results["record"].completions
-        assert other.rows == len(prompts) and other.calls == 3  # three batches of 4, each edited once
+        touched = results["other"].touched[point]
+        assert touched.rows == len(prompts) and touched.calls == 3  # three batches of 4, each edited once
+        assert not results["record"].touched[point] is touched  # one ledger per condition
 
     def test_per_prompt_vectors_follow_the_prompts(self, lm):
         """A per-prompt vector [N, d] reaches its own prompt, whatever the batch order (longest first)."""
@@ -336,5 +342,5 @@ class TestOnlyTheQueryToken:
             assert torch.equal(changed, expected)  # the query token of every row, and nothing else
             rows = torch.arange(len(prompts))
             torch.testing.assert_close(after[rows, pos] - before[rows, pos], edit[point].vector)
-            assert edit[point].rows == len(prompts) and edit[point].calls == 1
+            assert len(positions) == len(prompts)  # one call, every row
             assert all(ids[r, p] == ids[0, -1] for r, p in zip(rows.tolist(), pos.tolist()))  # the same '>' token

@@ -66,7 +66,7 @@ def test_batched_patched_answers_equal_one_prompt_at_a_time(lm, built):
     batched = edited_answers(lm, built.zero_shot, {"tv": edit, "zero": None}, batch_size=5, early_stop=True)
     alone = [greedy_answers(lm, [p], edits=edits_at(lm, 1, ReplaceWith(vectors[i]))).completions[0]
              for i, p in enumerate(built.zero_shot)]
-    assert edit[hidden_state_point(1, lm.n_layers)].rows == len(alone)
+    assert batched["tv"].touched[hidden_state_point(1, lm.n_layers)].rows == len(alone)
     # a hopeless row stops early (its text so far is a prefix of the full one); the verdicts are equal
     zero_alone = greedy_answers(lm, built.zero_shot, batch_size=1).completions
     for key, expected in (("tv", alone), ("zero", zero_alone)):

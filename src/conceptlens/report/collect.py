@@ -147,62 +147,67 @@ def build_section(run: Path, folder: Path, stage_by_folder: dict[str, dict]) -> 
     if part is not None:
         _add_part(section, part, files)
         files = {name: path for name, path in files.items() if name not in part.skip}
-    summary: dict = {}
-    moments: dict = {}
-    for name, path in files.items():
-        suffix = path.suffix.lower()
-        if suffix in (".png", ".jpg", ".jpeg"):
-            uri = image_uri(path)
-            if uri is None:
-                section.notes.append(f"{name} was not embedded: not a PNG/JPEG file, or over 20 MiB.")
-            else:
-                section.figures.append(Figure(name, caption(name), uri))
-        elif name in LISTED_ONLY:
-            section.info.append(f"{name} ({path.stat().st_size / 1024:.0f} KiB): {LISTED_ONLY[name]}, not shown.")
-        elif suffix == ".csv":
-            section.tables.append(read_csv_view(path, name))
-        elif suffix == ".md":
-            section.markdown.append((name, markdown_blocks(_read_text(path))))
-        elif name in ("stages.json", "sweep_status.json"):
-            continue  # shown on their own (run overview)
-        elif name in NUMBER_FILES:
-            loaded = _load_json(path)
-            if isinstance(loaded, dict):
-                summary = loaded if name == "summary.json" else summary
-                moments = loaded if name == "moments.json" else moments
-                section.numbers.append((name, flatten(loaded)[:80]))
-            else:
-                section.notes.append(f"{name} could not be read as a JSON object.")
-        elif name in SETTING_FILES or suffix in (".yaml", ".yml"):
-            section.settings.append((name, _read_text(path)))
-        elif suffix == ".json":
-            loaded = _load_json(path)
-            if isinstance(loaded, dict) and any(word in name for word in ("settings", "config", "training", "cell")):
-                section.settings.append((name, json.dumps(loaded, indent=2)[:MAX_TEXT_CHARS]))
-            elif isinstance(loaded, dict):
-                section.numbers.append((name, flatten(loaded)[:40]))
-        elif suffix == ".jsonl":
-            last = _last_record(path)
-            if last is not None:
-                count, record = last
-                section.numbers.append((f"{name} (last of {count} records)", flatten(record)[:30]))
-        elif suffix == ".txt":
-            section.settings.append((name, _read_text(path)))
+    numbers = {name: _add_file(section, name, path) for name, path in files.items()}
+    summary = numbers.get("summary.json") or {}
     if isinstance(summary.get("settings"), dict):
         section.settings.append(("summary.json: settings", json.dumps(summary["settings"], indent=2)))
-    section.comparisons += comparisons(relative, files, summary, moments)
-    stage = stage_by_folder.get(relative)
+    section.comparisons += comparisons(relative, files, summary, numbers.get("moments.json") or {})
+    _add_status(section, stage_by_folder.get(relative), finished="DONE" in files)
+    shown = (section.figures or section.tables or section.numbers or section.settings or section.markdown
+             or section.comparisons or section.notes or section.info or section.status)
+    return section if shown else None
+
+
+def _add_file(section: Section, name: str, path: Path) -> dict | None:
+    """Show one file in its section by kind; returns the JSON object of a numbers file (summary, moments)."""
+    suffix = path.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):
+        uri = image_uri(path)
+        if uri is None:
+            section.notes.append(f"{name} was not embedded: not a PNG/JPEG file, or over 20 MiB.")
+        else:
+            section.figures.append(Figure(name, caption(name), uri))
+    elif name in LISTED_ONLY:
+        section.info.append(f"{name} ({path.stat().st_size / 1024:.0f} KiB): {LISTED_ONLY[name]}, not shown.")
+    elif suffix == ".csv":
+        section.tables.append(read_csv_view(path, name))
+    elif suffix == ".md":
+        section.markdown.append((name, markdown_blocks(_read_text(path))))
+    elif name in ("stages.json", "sweep_status.json"):
+        return None  # shown on their own (run overview)
+    elif name in NUMBER_FILES:
+        loaded = _load_json(path)
+        if not isinstance(loaded, dict):
+            section.notes.append(f"{name} could not be read as a JSON object.")
+            return None
+        section.numbers.append((name, flatten(loaded)[:80]))
+        return loaded
+    elif name in SETTING_FILES or suffix in (".yaml", ".yml", ".txt"):
+        section.settings.append((name, _read_text(path)))
+    elif suffix == ".json":
+        loaded = _load_json(path)
+        if isinstance(loaded, dict) and any(word in name for word in ("settings", "config", "training", "cell")):
+            section.settings.append((name, json.dumps(loaded, indent=2)[:MAX_TEXT_CHARS]))
+        elif isinstance(loaded, dict):
+            section.numbers.append((name, flatten(loaded)[:40]))
+    elif suffix == ".jsonl":
+        last = _last_record(path)
+        if last is not None:
+            count, record = last
+            section.numbers.append((f"{name} (last of {count} records)", flatten(record)[:30]))
+    return None
+
+
+def _add_status(section: Section, stage: dict | None, finished: bool) -> None:
+    """The stage line of a folder that a stage runner wrote (name, status, seconds, error)."""
     if stage:
         section.status = f"stage {stage['name']}: {stage.get('status', '?')}"
         if stage.get("seconds") is not None:
             section.status += f", {float(stage['seconds']):.1f} s"
         if stage.get("error"):
             section.notes.append(f"error: {stage['error']}")
-    elif "DONE" in files:
+    elif finished:
         section.status = "finished"
-    shown = (section.figures or section.tables or section.numbers or section.settings or section.markdown
-             or section.comparisons or section.notes or section.info or section.status)
-    return section if shown else None
 
 
 def _add_part(section: Section, part: Part, present) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from conceptlens.activations.capture import _check_finite, hidden_state_point
 from conceptlens.errors import ConceptLensError
-from conceptlens.llm.decode.edits import Condition, Edit, batch_edits, record
+from conceptlens.llm.decode.edits import Condition, Edit, Touched, batch_edits, record
 from conceptlens.llm.decode.loop import StepInputs, continue_greedy, has_kv_cache, prefill, prefix_cache
 from conceptlens.llm.decode.plan import Plan, plan_decoding
 from conceptlens.llm.decode.text import GenerationResult, can_still_match, first_line, scored
@@ -54,6 +54,7 @@ def decode(lm: LoadedModel, prompts: Sequence[Prompt], conditions: dict[Hashable
     token (an `Intervention`'s per-prompt vector `[N, d]` follows its prompt); None = no edit.
     `capture_layers` (HF hidden-state indices) come back as `activations [layers, N, d_model]`.
     `early_stop` ends a row once it cannot match (its completion is then its text so far).
+    Each result's `touched` says where its edits landed (`{point: Touched}`: calls, rows, positions).
     """
     if share_prefix and not has_kv_cache(lm):
         raise ConceptLensError(f"share_prefix needs a key/value cache, and {lm.name} is a recurrent model.",
@@ -65,6 +66,7 @@ def decode(lm: LoadedModel, prompts: Sequence[Prompt], conditions: dict[Hashable
     inputs, n = StepInputs.of(lm), len(plan.prompts)
     texts = {key: [""] * n for key in conditions}
     acts: dict[Hashable, torch.Tensor | None] = {key: None for key in conditions}
+    touched: dict[Hashable, dict[str, Touched]] = {key: {} for key in conditions}
     for rows in plan.batches(batch_size):
         ids, mask, position_ids, pos = plan.padded(rows)
         prefix = prefix_cache(lm, inputs, ids, mask, position_ids) if share_prefix else None
@@ -72,7 +74,7 @@ def decode(lm: LoadedModel, prompts: Sequence[Prompt], conditions: dict[Hashable
         for key, condition in conditions.items():
             touches = batch_edits(condition, rows, n)
             logits, cache, captured = prefill(lm, inputs, ids, mask, position_ids, pos, points, touches, prefix)
-            record(key, condition, touches, len(rows))
+            record(key, touches, len(rows), touched[key])
             new = continue_greedy(lm, inputs, logits, cache, mask, position_ids[:, -1] + 1, budgets, plan.stops,
                                   _matcher(lm, plan, rows) if early_stop else None)
             for row, tokens in zip(rows, new):
@@ -85,7 +87,7 @@ def decode(lm: LoadedModel, prompts: Sequence[Prompt], conditions: dict[Hashable
                 acts[key][:, rows] = chunk
         if progress is not None and task is not None:
             progress.advance(task, len(rows))
-    return {key: scored(texts[key], plan.prompts, layers, acts[key]) for key in conditions}
+    return {key: scored(texts[key], plan.prompts, layers, acts[key], touched[key]) for key in conditions}
 
 
 def greedy_answers(lm: LoadedModel, prompts: Sequence[Prompt], *, batch_size: int = 16,

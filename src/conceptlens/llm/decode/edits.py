@@ -4,12 +4,14 @@ A condition maps a canonical point (`blocks.3.resid_post`) to an edit `fn(hidden
 positions [batch]) -> hidden`. For each batch the decoder wraps every edit in a `Touch`, which runs it
 on that batch's rows only (an `Intervention` with one vector per prompt `[N, d]` gets its rows' vectors)
 and records the positions it was given; afterwards `record` refuses a skipped row and adds the batch
-to the condition's `Intervention` counters (`calls`, `rows`, `touched`), which callers check.
+to the condition's ledger (`Touched`: calls, rows, last positions per point), which the decoder returns
+as `GenerationResult.touched`. The edits themselves stay stateless.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Callable, Hashable
 
 import torch
@@ -20,16 +22,25 @@ Edit = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 Condition = dict[str, Edit] | None  # {point: edit}; None = no edit
 
 
+@dataclass
+class Touched:
+    """Where one edit of one condition landed: forward passes, rows (prompts) and the last call's positions."""
+
+    calls: int = 0
+    rows: int = 0
+    positions: torch.Tensor | None = None  # [batch] of the last call, padded coordinates
+
+
 def rows_of(edit: Edit, rows: list[int], n_prompts: int) -> Edit:
     """The edit restricted to the prompts `rows`: an `Intervention`'s per-prompt vector `[N, d]` is sliced
-    (on a fresh copy, so the caller's object only changes through `record`); any other edit as given."""
+    (on a shallow copy: the caller's object never changes); any other edit as given."""
     if not isinstance(edit, Intervention):
         return edit
     vector = edit.vector
     if vector.dim() == 2 and vector.shape[0] == n_prompts:
         vector = vector[rows]
     part = copy.copy(edit)
-    part.vector, part.calls, part.rows, part.touched = vector, 0, 0, None
+    part.vector = vector
     return part
 
 
@@ -52,15 +63,14 @@ def batch_edits(condition: Condition, rows: list[int], n_prompts: int) -> dict[s
     return {point: Touch(rows_of(edit, rows, n_prompts)) for point, edit in (condition or {}).items()}
 
 
-def record(key: Hashable, condition: Condition, touches: dict[str, Touch], n_rows: int) -> None:
-    """Check that every edit touched each of the batch's `n_rows` rows once; count it on the condition's
-    `Intervention`s (`calls` forward passes, `rows` prompts, `touched` = the last call's positions)."""
+def record(key: Hashable, touches: dict[str, Touch], n_rows: int, ledger: dict[str, Touched]) -> None:
+    """Check that every edit touched each of the batch's `n_rows` rows once; count the batch in `ledger`
+    (`{point: Touched}` of the condition `key`)."""
     for point, touch in touches.items():
         if len(touch.touched) != 1 or len(touch.touched[0]) != n_rows:
             raise RuntimeError(f"the edit of condition {key!r} at {point} touched "
                                f"{[len(t) for t in touch.touched]} rows of a batch of {n_rows}")
-        edit = condition[point]
-        if isinstance(edit, Intervention):
-            edit.calls += 1
-            edit.rows += n_rows
-            edit.touched = touch.touched[0]
+        seen = ledger.setdefault(point, Touched())
+        seen.calls += 1
+        seen.rows += n_rows
+        seen.positions = touch.touched[0]

@@ -8,7 +8,7 @@ tokens (as tokenized alone) and its newline, plus 2 spare tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +27,7 @@ class GenerationResult:
     correct: np.ndarray  # bool [N], exact match of the stripped completion with prompt.answer
     layers: list[int]  # hidden-state indices captured (HF convention: 0 = embeddings)
     activations: torch.Tensor | None  # [layers, N, d_model] at the `role` token, from the same prefill
+    touched: dict = field(default_factory=dict)  # {point: edits.Touched}: where each edit landed
 
     @property
     def accuracy(self) -> float:
@@ -44,10 +45,10 @@ def is_correct(completion: str, answer: str, newline: str = "\n") -> bool:
 
 
 def scored(completions: list[str], prompts: Sequence[Prompt], layers: list[int] | None = None,
-           activations: torch.Tensor | None = None) -> GenerationResult:
+           activations: torch.Tensor | None = None, touched: dict | None = None) -> GenerationResult:
     """Completions (first lines already) with their exact-match verdicts against `prompts`' answers."""
     correct = np.array([c == p.answer.strip() for c, p in zip(completions, prompts)], dtype=bool)
-    return GenerationResult(completions, correct, list(layers or []), activations)
+    return GenerationResult(completions, correct, list(layers or []), activations, dict(touched or {}))
 
 
 def can_still_match(text: str, answer: str, newline: str = "\n") -> bool:

@@ -3,8 +3,9 @@
 The paper's test of concept encoding (section 4, Appendix C): at the peak layer, at the token right
 before the answer, add to the activation of a k-shot prompt the mean activation of the correct
 concept (positive) or of Null (negative), and see ICL accuracy rise or fall. `ReplaceWith` and `AddVector`
-are small edit functions for `conceptlens.hooks.Trace` (pyvene-like classes, tiny); each counts its
-calls and remembers the positions it touched, so a run can prove where its edits landed.
+are small, stateless edit functions for `conceptlens.hooks.Trace` (pyvene-like classes, tiny): a vector
+and a rule, nothing else. Where an edit landed is recorded by whoever runs it (the decoder's `Touch`
+ledger, `GenerationResult.touched`), so one object can be reused across runs and threads.
 DECISION: the concept means come from held-out prompts (other examples than those evaluated), at
 the same token role and layer convention (HF hidden states) as the capture.
 """
@@ -33,9 +34,6 @@ class Intervention:
 
     def __init__(self, vector: torch.Tensor):
         self.vector = torch.as_tensor(vector).detach()
-        self.calls = 0  # forward passes it edited
-        self.rows = 0  # rows (prompts) it edited, over all calls
-        self.touched: torch.Tensor | None = None  # positions of the last call, [batch]
 
     def combine(self, current: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -60,9 +58,6 @@ class Intervention:
         pos = positions.to(hidden.device)
         edited = hidden.clone()
         edited[rows, pos] = self.combine(hidden[rows, pos], self._rows(hidden))
-        self.calls += 1
-        self.rows += hidden.shape[0]
-        self.touched = positions.detach().cpu().clone()
         return edited
 
     def describe(self) -> dict:

@@ -190,9 +190,9 @@ def replicate_rows(lm: LoadedModel, by_concept: dict[str, list[Prompt]], means: 
                                            layer, mode, cross=layer in cross_layers))
     results = edited_answers(lm, prompts, conditions, role=role, batch_size=batch_size, progress=progress, task=task)
     edited: dict[str, int] = {}
-    for edit in conditions.values():
-        for point, intervention in (edit or {}).items():
-            edited[point] = edited.get(point, 0) + intervention.rows
+    for key, edit in conditions.items():
+        for point in edit or {}:
+            edited[point] = edited.get(point, 0) + results[key].touched[point].rows
     answers = {t: target_answers(family, prompts, t) if family is not None else [None] * len(prompts) for t in concepts}
     baseline = results[("baseline", None, 0)]
     rows, cross = [], []

@@ -113,7 +113,8 @@ def run_transfer(lm: LoadedModel, family_name: str, train: TaskFamily, test: Tas
     conditions = conditions_for(lm, chosen, vectors, built.labels)
     results.update(edited_answers(lm, built.zero_shot, conditions, role=ROLE, batch_size=batch_size,
                                   early_stop=True, progress=progress, task=task))
-    untouched = [key for key, edit in conditions.items() for iv in (edit or {}).values() if iv.rows != len(built.labels)]
+    untouched = [key for key, edit in conditions.items() for point in edit or {}
+                 if results[key].touched[point].rows != len(built.labels)]
     if untouched:
         raise RuntimeError(f"conditions {untouched[:3]} did not patch every zero-shot prompt")
     frame = pd.DataFrame([{"model": lm.name, "family": family_name, "shots": shots, **row}
