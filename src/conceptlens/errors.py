@@ -16,6 +16,11 @@ class ConceptLensError(Exception):
         super().__init__(problem if fix is None else f"{problem} Fix: {fix}")
 
 
+class NotComputable(ConceptLensError):
+    """The measurement does not exist for this model or data (e.g. no block after a TD peak at the last
+    layer). A command refuses it (exit 2); a multi-stage run records the stage as skipped and goes on."""
+
+
 def require(condition: bool, problem: str, fix: str | None = None) -> None:
     """Raise `ConceptLensError(problem, fix)` unless `condition` holds."""
     if not condition:

@@ -93,3 +93,32 @@ def test_a_failure_before_any_result_leaves_nothing_and_after_one_keeps_the_reco
             raise KeyboardInterrupt
     with pytest.raises(ConceptLensError, match=r"differs in \['layers'\]"):
         RunFolder(out, "intervention", {"layers": [4]}).check()
+
+
+def test_a_stage_that_cannot_be_computed_is_skipped_with_its_reason_and_the_run_goes_on(tmp_path):
+    """After-peak finetuning when the TD peak is the last layer does not exist: the stage is recorded as
+    skipped (with the reason), leaves no folder, its dependents are skipped, and later stages still run."""
+    from conceptlens.errors import NotComputable
+    from conceptlens.study.stages import Stage, run_stages
+
+    ran = []
+
+    def impossible(folder):
+        (folder / "half.txt").write_text("x")
+        raise NotComputable("the pretrained TD peak is the last layer (18): no block comes after it.", "use last:N.")
+
+    def fine(folder):
+        ran.append(folder.name)
+        (folder / "out.txt").write_text("ok")
+
+    stages = [Stage("after_peak", "finetune/after", impossible, kind="finetune"),
+              Stage("needs_it", "finetune/next", fine, needs=("after_peak",), kind="finetune"),
+              Stage("later", "later", fine)]
+    status = run_stages(stages, tmp_path)
+    assert status["after_peak"]["status"] == "skipped" and "last layer" in status["after_peak"]["reason"]
+    assert not (tmp_path / "finetune" / "after").exists()
+    assert status["needs_it"]["status"] == "skipped" and status["later"]["status"] == "done" and ran == ["later"]
+    assert json.loads((tmp_path / "stages.json").read_text())["after_peak"]["status"] == "skipped"
+    with pytest.raises(ConceptLensError):  # any other user error still stops the run
+        run_stages([Stage("bad", "bad", lambda folder: (_ for _ in ()).throw(ConceptLensError("no.", "yes.")))],
+                   tmp_path / "other")

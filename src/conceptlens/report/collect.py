@@ -254,10 +254,11 @@ def stage_table(run: Path) -> tuple[TableView | None, dict[str, dict]]:
         status = str(record.get("status", "?")) + (" (cached)" if record.get("cached") else "")
         rows.append([Cell(str(name), "key"), Cell(status, f"status-{record.get('status', '')}"),
                      Cell(f"{float(seconds):.1f}" if isinstance(seconds, (int, float)) else "–", "num"),
-                     Cell(_minutes(seconds), "num"), Cell(folder), Cell(str(record.get("error", ""))[:300])])
+                     Cell(_minutes(seconds), "num"), Cell(folder),
+                     Cell(str(record.get("error") or record.get("reason") or "")[:300])])
     rows.append([Cell("total", "key"), Cell(""), Cell(f"{total:.1f}", "num"), Cell(_minutes(total), "num"), Cell(""),
                  Cell("")])
-    view = TableView("stages.json", ["stage", "status", "seconds", "minutes", "folder", "error"], rows,
+    view = TableView("stages.json", ["stage", "status", "seconds", "minutes", "folder", "error or reason"], rows,
                      caption="wall time of each stage (a cached stage shows the time of the run that made it)",
                      index_columns=1)
     return view, by_folder

@@ -3,11 +3,14 @@
 A stage writes its outputs into its own run folder (which records the stage's kind and is locked
 while it runs) and, last of all, a `DONE` marker; a rerun skips stages with the marker (a killed
 stage restarts and resumes from its own checkpoints). The time and status of every stage go to
-`RUN/stages.json`, which the report shows.
+`RUN/stages.json`, which the report shows. A stage whose measurement does not exist for this model
+(`NotComputable`, e.g. after-peak finetuning when the peak is the last layer) is recorded as skipped,
+with the reason, and leaves no folder behind; the run goes on.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from conceptlens.progress import console
-from conceptlens.errors import ConceptLensError
+from conceptlens.errors import ConceptLensError, NotComputable
 from conceptlens.runs import RunFolder, folder_done, mark_done
 from conceptlens.storage import write_json
 
@@ -56,13 +59,18 @@ def run_stages(stages: list[Stage], out: Path, only: set[str] | None = None) -> 
             write_json(status_path, status)
             continue
         console.rule(f"stage {stage.name}")
-        start = time.perf_counter()
+        start, existed = time.perf_counter(), folder.exists()
         try:
             with RunFolder(folder, stage.kind):  # the study's spec is the run's own (RUN/settings.json)
                 stage.run(folder)
                 mark_done(folder)
             record = {"status": "done", "seconds": round(time.perf_counter() - start, 1), "folder": stage.folder,
                       "cached": False}
+        except NotComputable as exc:
+            console.print(f"[yellow]stage {stage.name} skipped:[/] {exc.problem}")
+            if not existed:
+                shutil.rmtree(folder, ignore_errors=True)
+            record = {"status": "skipped", "folder": stage.folder, "reason": exc.problem}
         except ConceptLensError:
             raise
         except Exception as exc:  # one failed stage must not lose the others

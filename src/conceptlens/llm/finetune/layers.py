@@ -20,7 +20,7 @@ import re
 
 from torch import nn
 
-from conceptlens.errors import ConceptLensError
+from conceptlens.errors import ConceptLensError, NotComputable
 from conceptlens.hooks.components import ModelLayout
 
 _FIX = ("write before-peak, after-peak, first:N, last:N, first:33%, last:33%, A-B (blocks A to B inclusive, "
@@ -53,11 +53,11 @@ def peak_blocks(group: str, peak: int, n_layers: int) -> list[int]:
     size = group_size(n_layers)
     if group == "before-peak":
         if peak == 0:
-            raise ConceptLensError("the pretrained TD peak is layer 0 (the embeddings): no block writes before it.",
+            raise NotComputable("the pretrained TD peak is layer 0 (the embeddings): no block writes before it.",
                                    "use layers=first:N or an explicit range.")
         return list(range(max(0, peak - size), peak))
     if peak == n_layers:
-        raise ConceptLensError(f"the pretrained TD peak is the last layer ({n_layers}): no block comes after it.",
+        raise NotComputable(f"the pretrained TD peak is the last layer ({n_layers}): no block comes after it.",
                                "use layers=last:N or an explicit range.")
     return list(range(peak, min(n_layers, peak + size)))
 
