@@ -153,3 +153,22 @@ def test_a_ladder_folder_renders_its_section(tmp_path):
     broken.mkdir()
     pd.DataFrame({"model": ["m"]}).to_csv(broken / "ladder.csv", index=False)
     assert "the model ladder part could not be built" in render_report(broken)
+
+
+def test_the_finetuning_finding_needs_a_difference_beyond_the_spread_across_concepts():
+    """Before-peak beating after-peak by less than two standard errors across concepts is 'not
+    distinguishable', never 'holds' (the demo's 13.2% vs 11.1% with ±8 points over 6 concepts)."""
+    import pandas as pd
+
+    from conceptlens.report.findings import finetune_rows
+
+    def frame(before, after, std):
+        return pd.DataFrame([{"family": "pos", "variant": v, "acc_mean": a, "acc_std": std, "n_concepts": 6,
+                              "td_mean": 0.9} for v, a in (("pretrained", 11.8), ("before-peak", before),
+                                                            ("after-peak", after))])
+
+    verdict = lambda rows: rows[0][-1].text
+    assert verdict(finetune_rows("pos", frame(13.2, 11.1, 8.0))).startswith("not distinguishable")
+    assert verdict(finetune_rows("pos", frame(40.0, 12.0, 8.0))) == "holds"
+    assert verdict(finetune_rows("pos", frame(12.0, 40.0, 8.0))) == "does not hold"
+    assert verdict(finetune_rows("pos", frame(13.2, 11.1, float("nan")))) == "holds"  # no spread: plain comparison
