@@ -200,14 +200,12 @@ def _add_file(section: Section, name: str, path: Path) -> dict | None:
 
 def _add_status(section: Section, stage: dict | None, finished: bool) -> None:
     """The stage line of a folder that a stage runner wrote (name, status, seconds, error)."""
-    if stage:
-        section.status = f"stage {stage['name']}: {stage.get('status', '?')}"
-        if stage.get("seconds") is not None:
-            section.status += f", {float(stage['seconds']):.1f} s"
-        if stage.get("error"):
-            section.notes.append(f"error: {stage['error']}")
-    elif finished:
-        section.status = "finished"
+    if not stage:
+        section.status = "finished" if finished else section.status
+        return
+    seconds = f", {float(stage['seconds']):.1f} s" if stage.get("seconds") is not None else ""
+    section.status = f"stage {stage['name']}: {stage.get('status', '?')}{seconds}"
+    section.notes += [f"error: {stage['error']}"] if stage.get("error") else []
 
 
 def _add_part(section: Section, part: Part, present) -> None:
