@@ -168,7 +168,9 @@ def test_the_finetuning_finding_needs_a_difference_beyond_the_spread_across_conc
                                                             ("after-peak", after))])
 
     verdict = lambda rows: rows[0][-1].text
-    assert verdict(finetune_rows("pos", frame(13.2, 11.1, 8.0))).startswith("not distinguishable")
+    row = finetune_rows("pos", frame(13.2, 11.1, 8.0))[0]
+    assert verdict([row]) == "not distinguishable from the control"
+    assert "difference +2.1 points, ±9.2 = 2 standard errors" in row[3].text
     assert verdict(finetune_rows("pos", frame(40.0, 12.0, 8.0))) == "holds"
     assert verdict(finetune_rows("pos", frame(12.0, 40.0, 8.0))) == "does not hold"
     assert verdict(finetune_rows("pos", frame(13.2, 11.1, float("nan")))) == "holds"  # no spread: plain comparison

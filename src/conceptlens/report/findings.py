@@ -111,26 +111,27 @@ def finetune_rows(family: str, comparison: pd.DataFrame | None) -> list[list[Cel
     ours = (f"accuracy {before.acc_mean:.1f}% vs {after.acc_mean:.1f}%, TD {before.td_mean:.2f} vs "
             f"{after.td_mean:.2f}")
     control = f"pretrained {base.acc_mean:.1f}%, TD {base.td_mean:.2f} (same prompts)"
-    return [_row("finetuning before the TD peak helps more", family, theirs, ours, control,
-                 finetune_verdict(before, after, gain_before, gain_after))]
+    verdict, margin = finetune_verdict(before, after, gain_before, gain_after)
+    ours += f" (difference {gain_before - gain_after:+.1f} points, ±{margin:.1f} = 2 standard errors)" if margin == margin else ""
+    return [_row("finetuning before the TD peak helps more", family, theirs, ours, control, verdict)]
 
 
-def finetune_verdict(before, after, gain_before: float, gain_after: float) -> str:
-    """Holds only when before-peak beats after-peak by more than two standard errors of the difference of
-    their mean accuracies across concepts (and gains at all); the reverse does not hold; else not distinguishable."""
+def finetune_verdict(before, after, gain_before: float, gain_after: float) -> tuple[str, float]:
+    """(verdict, margin): holds only when before-peak beats after-peak by more than `margin`, two standard
+    errors of the difference of their mean accuracies across concepts (and gains at all); the reverse does
+    not hold; else not distinguishable. Without a spread across concepts (margin NaN): the plain comparison."""
     def se(row) -> float:
         n = row.get("n_concepts", 0) if hasattr(row, "get") else 0
         return float(row.acc_std) / n ** 0.5 if n and n > 1 and pd.notna(row.acc_std) else float("nan")
 
     margin = 2 * (se(before) ** 2 + se(after) ** 2) ** 0.5
     if margin != margin:  # no spread across concepts: the plain comparison
-        return "holds" if gain_before > gain_after and gain_before > 0 else "does not hold"
+        return ("holds" if gain_before > gain_after and gain_before > 0 else "does not hold"), margin
     if gain_before - gain_after > margin and gain_before > 0:
-        return "holds"
+        return "holds", margin
     if gain_after - gain_before > margin:
-        return "does not hold"
-    return (f"not distinguishable (difference {gain_before - gain_after:+.1f} points, "
-            f"within 2 standard errors across concepts, ±{margin:.1f})")
+        return "does not hold", margin
+    return "not distinguishable from the control", margin
 
 
 def stated_rows(family: str, plain: dict | None, stated: dict | None) -> list[list[Cell]]:
