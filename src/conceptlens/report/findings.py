@@ -120,11 +120,8 @@ def finetune_verdict(before, after, gain_before: float, gain_after: float) -> tu
     """(verdict, margin): holds only when before-peak beats after-peak by more than `margin`, two standard
     errors of the difference of their mean accuracies across concepts (and gains at all); the reverse does
     not hold; else not distinguishable. Without a spread across concepts (margin NaN): the plain comparison."""
-    def se(row) -> float:
-        n = row.get("n_concepts", 0) if hasattr(row, "get") else 0
-        return float(row.acc_std) / n ** 0.5 if n and n > 1 and pd.notna(row.acc_std) else float("nan")
-
-    margin = 2 * (se(before) ** 2 + se(after) ** 2) ** 0.5
+    variance = sum(float(row.acc_std) ** 2 / row.get("n_concepts", 1) for row in (before, after))
+    margin = 2 * variance ** 0.5  # NaN when a spread is missing
     if margin != margin:  # no spread across concepts: the plain comparison
         return ("holds" if gain_before > gain_after and gain_before > 0 else "does not hold"), margin
     if gain_before - gain_after > margin and gain_before > 0:
